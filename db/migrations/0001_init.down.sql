@@ -1,0 +1,7 @@
+DROP TABLE IF EXISTS quotas;
+DROP TABLE IF EXISTS floating_ips;
+DROP TABLE IF EXISTS floating_ranges;
+DROP TABLE IF EXISTS fixed_ips;
+DROP TABLE IF EXISTS virtual_interfaces;
+DROP TABLE IF EXISTS networks;
+DROP TABLE IF EXISTS hosts;

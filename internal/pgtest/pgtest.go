@@ -1,0 +1,293 @@
+// Package pgtest gives tests a real PostgreSQL server: the one named by
+// NOVANET_TEST_DATABASE_URL or the libpq environment (as pg_virtualenv sets
+// it), or else a throwaway cluster it starts itself from Debian's
+// PostgreSQL binaries. Each test gets its own database with the schema
+// applied.
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"novanet/db/migrations"
+)
+
+const template = "novanet_test_template"
+
+var (
+	mu      sync.Mutex
+	srv     *server
+	srvErr  error
+	counter atomic.Int64
+)
+
+// server is one PostgreSQL server used by every test of a package.
+type server struct {
+	adminURL string
+	cmd      *exec.Cmd // nil when the server is not ours
+	exited   chan error
+	dir      string
+}
+
+// Main runs the tests and stops the server this package started, if any.
+// Call it from TestMain: os.Exit(pgtest.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	mu.Lock()
+	defer mu.Unlock()
+	if srv != nil {
+		srv.stop()
+	}
+	return code
+}
+
+// NewDB creates an empty database with the novanet schema applied and
+// returns a pool on it and its URL. Both are closed and dropped when the
+// test ends.
+func NewDB(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	s, err := get()
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	ctx := context.Background()
+	name := fmt.Sprintf("novanet_test_%d_%d", os.Getpid(), counter.Add(1))
+	admin, err := pgx.Connect(ctx, s.adminURL)
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+template); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	dbURL := withDatabase(s.adminURL, name)
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("pool: %v", err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		c, err := pgx.Connect(ctx, s.adminURL)
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	return pool, dbURL
+}
+
+// AdminURL returns the URL of a superuser connection to the server.
+func AdminURL(t testing.TB) string {
+	t.Helper()
+	s, err := get()
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	return s.adminURL
+}
+
+func get() (*server, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if srv != nil || srvErr != nil {
+		return srv, srvErr
+	}
+	srv, srvErr = start()
+	if srvErr == nil {
+		srvErr = prepareTemplate(srv.adminURL)
+	}
+	return srv, srvErr
+}
+
+func withDatabase(raw, db string) string {
+	u, err := url.Parse(raw)
+	if err != nil || raw == "" {
+		return raw
+	}
+	u.Path = "/" + db
+	return u.String()
+}
+
+func prepareTemplate(adminURL string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	// Serialise template creation between test binaries that share a server.
+	if _, err := admin.Exec(ctx, "SELECT pg_advisory_lock(4242)"); err != nil {
+		return err
+	}
+	defer admin.Exec(ctx, "SELECT pg_advisory_unlock(4242)") //nolint:errcheck
+	var exists bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", template).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		// A template from an older schema is rebuilt.
+		pool, err := pgxpool.New(ctx, withDatabase(adminURL, template))
+		if err != nil {
+			return err
+		}
+		st, err := migrations.Current(ctx, pool)
+		pool.Close()
+		if err == nil && st.Version == migrations.Version && !st.Dirty {
+			return nil
+		}
+		if _, err := admin.Exec(ctx, "DROP DATABASE "+template+" WITH (FORCE)"); err != nil {
+			return err
+		}
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+template); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, withDatabase(adminURL, template))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return migrations.Up(ctx, pool)
+}
+
+func start() (*server, error) {
+	if u := os.Getenv("NOVANET_TEST_DATABASE_URL"); u != "" {
+		return &server{adminURL: u}, nil
+	}
+	if os.Getenv("PGHOST") != "" || os.Getenv("PGPORT") != "" {
+		// pg_virtualenv and friends: libpq environment.
+		return &server{adminURL: "postgres:///postgres"}, nil
+	}
+	return startLocal()
+}
+
+// startLocal runs initdb and postgres from Debian's packages in a temporary
+// directory, listening only on a Unix socket there.
+func startLocal() (*server, error) {
+	bin, err := pgBinDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "novanet-pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		// PostgreSQL refuses to run as root: run it as the postgres user.
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return nil, fmt.Errorf("running as root needs the postgres user: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return nil, err
+		}
+	}
+	data := filepath.Join(dir, "data")
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres",
+		"-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.Dir = dir
+	if out, err := initdb.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("initdb: %w: %s", err, out)
+	}
+	const port = 5432 // only names the socket file in dir
+	pg := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir,
+		"-p", strconv.Itoa(port), "-c", "listen_addresses=", "-c", "fsync=off",
+		"-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=300", "-c", "shared_buffers=128MB")
+	pg.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	pg.Dir = dir
+	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
+	if err != nil {
+		return nil, err
+	}
+	pg.Stdout, pg.Stderr = logf, logf
+	if err := pg.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &server{
+		adminURL: fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d", url.QueryEscape(dir), port),
+		cmd:      pg,
+		exited:   make(chan error, 1),
+		dir:      dir,
+	}
+	go func() { s.exited <- pg.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err := pgx.Connect(ctx, s.adminURL)
+		cancel()
+		if err == nil {
+			c.Close(context.Background())
+			break
+		}
+		select {
+		case werr := <-s.exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("postgres exited: %v: %s", werr, log)
+		case <-time.After(50 * time.Millisecond): // poll interval, not a readiness guess
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("postgres did not accept connections: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *server) stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+		// Wait for the postmaster to be gone before removing its files.
+		select {
+		case <-s.exited:
+		case <-time.After(30 * time.Second):
+			_ = s.cmd.Process.Kill()
+		}
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+}
+
+func pgBinDir() (string, error) {
+	if d := os.Getenv("NOVANET_PG_BINDIR"); d != "" {
+		return d, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Strings(dirs)
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if _, err := os.Stat(filepath.Join(dirs[i], "initdb")); err == nil {
+			return dirs[i], nil
+		}
+	}
+	return "", errors.New("no PostgreSQL server binaries: install Debian's postgresql package")
+}
