@@ -1,0 +1,373 @@
+// Command netadm is the operator's CLI for novanet. It talks only to the
+// network-manager, over NATS.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"novanet/client"
+	"novanet/rpc"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv, dialNATS)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the manager refused or failed
+	exitUsage = 2 // bad command line
+)
+
+// usageError marks errors in the command line itself.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// dialer connects to NATS; tests and fuzzing replace it.
+type dialer func(url string, timeout time.Duration) (*client.Client, func(), error)
+
+func dialNATS(url string, timeout time.Duration) (*client.Client, func(), error) {
+	nc, err := nats.Connect(url, nats.Name("netadm"), nats.Timeout(timeout))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	return client.New(nc, timeout), nc.Close, nil
+}
+
+type app struct {
+	natsURL string
+	output  string
+	timeout time.Duration
+	dial    dialer
+	stdout  io.Writer
+}
+
+func (a *app) client() (*client.Client, func(), error) {
+	if a.output != "table" && a.output != "json" {
+		return nil, nil, usagef("output %q: want table or json", a.output)
+	}
+	return a.dial(a.natsURL, a.timeout)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, dial dialer) int {
+	a := &app{dial: dial, stdout: stdout}
+	root := newRoot(a, getenv)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "netadm: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsage(err) {
+		return exitUsage
+	}
+	return exitError
+}
+
+// isCobraUsage recognises cobra's own argument and flag errors.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires at least",
+		"invalid argument", "flag needs an argument", "bad flag syntax", "required flag"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func newRoot(a *app, getenv func(string) string) *cobra.Command {
+	natsDefault := getenv("NOVANET_NATS_URL")
+	if natsDefault == "" {
+		natsDefault = "nats://127.0.0.1:4222"
+	}
+	root := &cobra.Command{
+		Use:   "netadm",
+		Short: "Operate a novanet network service",
+		Long: `netadm manages novanet's networks through the network-manager, over NATS.
+It never touches the database: every command is an RPC to the manager, so it
+works from any machine that can reach the NATS servers.
+
+Exit status: 0 on success, 1 when the manager refuses or fails the request,
+2 for a bad command line.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&a.natsURL, "nats-url", natsDefault,
+		"NATS server URL(s), comma-separated (env NOVANET_NATS_URL)")
+	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	root.PersistentFlags().DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the manager")
+	root.AddCommand(newNetworkCmd(a))
+	return root
+}
+
+func newNetworkCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "network",
+		Short: "Create, list, show and delete fixed networks",
+	}
+	cmd.AddCommand(newNetworkCreateCmd(a), newNetworkListCmd(a), newNetworkShowCmd(a), newNetworkDeleteCmd(a))
+	return cmd
+}
+
+// parsePositiveInt parses a positional count, naming it in errors.
+func parsePositiveInt(name, s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, usagef("%s %q: want a whole number of at least 1", name, s)
+	}
+	return n, nil
+}
+
+// parseCreateArgs turns the positional arguments of network create into
+// the request's fixed range, count and size.
+func parseCreateArgs(args []string, req *rpc.CreateNetworksRequest) error {
+	if len(args) != 3 {
+		return usagef("network create takes FIXED_RANGE NUM_NETWORKS NETWORK_SIZE (%d arguments given)", len(args))
+	}
+	req.CIDR = args[0]
+	var err error
+	if req.NumNetworks, err = parsePositiveInt("NUM_NETWORKS", args[1]); err != nil {
+		return err
+	}
+	if req.NetworkSize, err = parsePositiveInt("NETWORK_SIZE", args[2]); err != nil {
+		return err
+	}
+	return nil
+}
+
+func newNetworkCreateCmd(a *app) *cobra.Command {
+	var (
+		req        rpc.CreateNetworksRequest
+		disableDHC bool
+		priority   int
+	)
+	cmd := &cobra.Command{
+		Use:   "create FIXED_RANGE NUM_NETWORKS NETWORK_SIZE",
+		Short: "Create NUM_NETWORKS networks of NETWORK_SIZE addresses from FIXED_RANGE",
+		Long: `Create networks as nova-manage network create did: NUM_NETWORKS networks of
+NETWORK_SIZE addresses each, taken in order from the start of FIXED_RANGE.
+
+  netadm network create 10.0.0.0/8 3 16
+
+makes 10.0.0.0/28, 10.0.0.16/28 and 10.0.0.32/28. Each network's first
+address is its network address, the next its gateway, the last its broadcast;
+these are reserved and never given to an instance. With more than one
+network, labels get a suffix: private_0, private_1, ...
+
+In VLAN mode (network-manager --network-mode vlan) the networks get
+consecutive VLANs from --vlan-start (default 100), a bridge named after the
+VLAN (br100, ...), a VPN address (the third address, also reserved) and a
+VPN port (--vpn-start and up, or by default 900 + VLAN). In flat modes all
+networks share --bridge (default br100).
+
+NETWORK_SIZE is a power of two from 4 (8 in VLAN mode) to 65536 (a /16);
+one request creates at most 262144 addresses. Nothing is created when any
+check fails: a bad or host-bit CIDR, a size that is not a power of two or
+does not fit, an overlap with an existing network or floating range, a VLAN
+outside 1-4094 or already used, or a bridge already used by a VLAN network.`,
+		Example: `  netadm network create 10.0.0.0/8 3 16
+  netadm network create 172.16.0.0/16 4 256 --label proj --vlan-start 200
+  netadm network create 192.168.10.0/24 1 256 --gateway 192.168.10.254 --dns1 192.168.10.2`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := parseCreateArgs(args, &req); err != nil {
+				return err
+			}
+			if disableDHC {
+				f := false
+				req.EnableDHCP = &f
+			}
+			if cmd.Flags().Changed("priority") {
+				req.Priority = &priority
+			}
+			c, done, err := a.client()
+			if err != nil {
+				return err
+			}
+			defer done()
+			nets, err := c.CreateNetworks(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return a.printNetworks(nets)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Label, "label", "", "network label; a suffix _N is added when creating several (default \"private\")")
+	f.IntVar(&req.VLANStart, "vlan-start", 0, "first VLAN, VLAN mode only (default 100)")
+	f.IntVar(&req.VPNStart, "vpn-start", 0, "first VPN public port, VLAN mode only (default 900 + VLAN)")
+	f.StringVar(&req.VPNPublicAddress, "vpn-public-address", "", "public address of the VPN endpoints, VLAN mode only")
+	f.StringVar(&req.Bridge, "bridge", "", "bridge name (flat modes: default br100; VLAN mode: default br<VLAN>)")
+	f.StringVar(&req.BridgeInterface, "bridge-interface", "", "interface to put on the bridge (flat) or to carry the VLANs (VLAN mode)")
+	f.BoolVar(&req.MultiHost, "multi-host", false, "every compute host serves this network itself")
+	f.StringVar(&req.DNS1, "dns1", "", "first DNS server handed out by DHCP")
+	f.StringVar(&req.DNS2, "dns2", "", "second DNS server handed out by DHCP")
+	f.StringVar(&req.Gateway, "gateway", "", "gateway address (one network only; default the network's second address)")
+	f.StringVar(&req.GatewayV6, "gateway-v6", "", "IPv6 gateway (one network only; default the subnet's first host)")
+	f.StringVar(&req.CIDRv6, "ipv6-range", "", "IPv6 range; each network gets the next /64 of it")
+	f.StringVar(&req.DHCPServer, "dhcp-server", "", "DHCP server address (default the gateway)")
+	f.StringVar(&req.ProjectID, "project", "", "project that owns the networks")
+	f.IntVar(&req.MTU, "mtu", 0, "MTU handed out by DHCP and set on the bridge (68-65535)")
+	f.BoolVar(&disableDHC, "disable-dhcp", false, "do not run DHCP for these networks")
+	f.BoolVar(&req.ShareAddress, "share-address", false, "all hosts share the gateway address (multi-host)")
+	f.IntVar(&priority, "priority", 0, "network priority for instances that ask for none")
+	return cmd
+}
+
+func newNetworkListCmd(a *app) *cobra.Command {
+	var project string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List networks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, done, err := a.client()
+			if err != nil {
+				return err
+			}
+			defer done()
+			nets, err := c.Networks(cmd.Context(), project)
+			if err != nil {
+				return err
+			}
+			return a.printNetworks(nets)
+		},
+	}
+	cmd.Flags().StringVar(&project, "project", "", "only this project's networks")
+	return cmd
+}
+
+func newNetworkShowCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show NETWORK",
+		Short: "Show one network, by id, UUID, CIDR or label",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, done, err := a.client()
+			if err != nil {
+				return err
+			}
+			defer done()
+			n, err := c.Network(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.printNetwork(n)
+		},
+	}
+}
+
+func newNetworkDeleteCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NETWORK",
+		Short: "Delete a network and its addresses, by id, UUID, CIDR or label",
+		Long: `Delete a network and all its fixed addresses. It is refused, and nothing is
+deleted, while any address of the network is held by an instance, allocated
+or leased; the refusal names them.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, done, err := a.client()
+			if err != nil {
+				return err
+			}
+			defer done()
+			n, err := c.DeleteNetwork(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(n)
+			}
+			fmt.Fprintf(a.stdout, "deleted network %s %s (%s)\n", n.Label, n.CIDR, n.UUID)
+			return nil
+		},
+	}
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func dashInt(n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return strconv.Itoa(n)
+}
+
+func (a *app) printNetworks(nets []rpc.Network) error {
+	if a.output == "json" {
+		return a.printJSON(rpc.NetworksReply{Networks: nets})
+	}
+	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tUUID\tLABEL\tCIDR\tGATEWAY\tVLAN\tBRIDGE\tPROJECT\tFREE/TOTAL")
+	for _, n := range nets {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", n.ID, n.UUID, n.Label, n.CIDR, dash(n.Gateway),
+			dashInt(n.VLAN), dash(n.Bridge), dash(n.ProjectID), n.FixedIPs.Free, n.FixedIPs.Total)
+	}
+	return w.Flush()
+}
+
+func (a *app) printNetwork(n rpc.Network) error {
+	if a.output == "json" {
+		return a.printJSON(n)
+	}
+	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	prio := "-"
+	if n.Priority != nil {
+		prio = strconv.Itoa(*n.Priority)
+	}
+	for _, kv := range [][2]string{
+		{"id", strconv.FormatInt(n.ID, 10)}, {"uuid", n.UUID}, {"label", n.Label},
+		{"cidr", n.CIDR}, {"cidr_v6", dash(n.CIDRv6)}, {"netmask", n.Netmask},
+		{"gateway", dash(n.Gateway)}, {"gateway_v6", dash(n.GatewayV6)}, {"broadcast", n.Broadcast},
+		{"dhcp_start", dash(n.DHCPStart)}, {"dhcp_server", dash(n.DHCPServer)},
+		{"dns1", dash(n.DNS1)}, {"dns2", dash(n.DNS2)}, {"vlan", dashInt(n.VLAN)},
+		{"bridge", dash(n.Bridge)}, {"bridge_interface", dash(n.BridgeInterface)},
+		{"multi_host", strconv.FormatBool(n.MultiHost)}, {"project_id", dash(n.ProjectID)},
+		{"host", dash(n.Host)}, {"vpn_public", dash(n.VPNPublicAddress) + ":" + dashInt(n.VPNPublicPort)},
+		{"vpn_private_address", dash(n.VPNPrivateAddress)}, {"mtu", dashInt(n.MTU)},
+		{"enable_dhcp", strconv.FormatBool(n.EnableDHCP)}, {"share_address", strconv.FormatBool(n.ShareAddress)},
+		{"priority", prio}, {"created_at", n.CreatedAt},
+		{"fixed_ips", fmt.Sprintf("%d total, %d reserved, %d in use, %d free",
+			n.FixedIPs.Total, n.FixedIPs.Reserved, n.FixedIPs.InUse, n.FixedIPs.Free)},
+	} {
+		fmt.Fprintf(w, "%s\t%s\n", kv[0], kv[1])
+	}
+	return w.Flush()
+}

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"novanet/internal/pgtest"
+	"novanet/internal/testenv"
+	"novanet/manager"
+	"novanet/rpc"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// netadm runs the CLI against env and returns exit code, stdout, stderr.
+func netadm(t *testing.T, env *testenv.Env, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	getenv := func(k string) string {
+		if k == "NOVANET_NATS_URL" {
+			return env.NATSURL
+		}
+		return ""
+	}
+	code := run(context.Background(), args, &out, &errb, getenv, dialNATS)
+	return code, out.String(), errb.String()
+}
+
+func mustNetadm(t *testing.T, env *testenv.Env, args ...string) string {
+	t.Helper()
+	code, out, errs := netadm(t, env, args...)
+	if code != 0 {
+		t.Fatalf("netadm %s: exit %d: %s", strings.Join(args, " "), code, errs)
+	}
+	return out
+}
+
+func createJSON(t *testing.T, env *testenv.Env, args ...string) []rpc.Network {
+	t.Helper()
+	out := mustNetadm(t, env, append([]string{"network", "create", "-o", "json"}, args...)...)
+	var r rpc.NetworksReply
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("decode %q: %v", out, err)
+	}
+	return r.Networks
+}
+
+// reservedAddrs returns each network's reserved addresses, as "cidr: a b c".
+func reservedAddrs(t *testing.T, env *testenv.Env) []string {
+	t.Helper()
+	rows, err := env.Pool.Query(context.Background(), `
+		SELECT n.cidr::text || ':' || string_agg(' ' || host(f.address), '' ORDER BY f.address)
+		FROM networks n JOIN fixed_ips f ON f.network_id = n.id AND f.reserved
+		GROUP BY n.cidr ORDER BY n.cidr`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	return got
+}
+
+func equal(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+func TestCreateFlat(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	nets := createJSON(t, env, "10.0.0.0/8", "3", "16")
+	var got []string
+	for _, n := range nets {
+		got = append(got, fmt.Sprintf("%s %s gw=%s bc=%s br=%s vlan=%d total=%d free=%d",
+			n.Label, n.CIDR, n.Gateway, n.Broadcast, n.Bridge, n.VLAN, n.FixedIPs.Total, n.FixedIPs.Free))
+	}
+	equal(t, "networks", got, []string{
+		"private_0 10.0.0.0/28 gw=10.0.0.1 bc=10.0.0.15 br=br100 vlan=0 total=16 free=13",
+		"private_1 10.0.0.16/28 gw=10.0.0.17 bc=10.0.0.31 br=br100 vlan=0 total=16 free=13",
+		"private_2 10.0.0.32/28 gw=10.0.0.33 bc=10.0.0.47 br=br100 vlan=0 total=16 free=13",
+	})
+	equal(t, "reserved", reservedAddrs(t, env), []string{
+		"10.0.0.0/28: 10.0.0.0 10.0.0.1 10.0.0.15",
+		"10.0.0.16/28: 10.0.0.16 10.0.0.17 10.0.0.31",
+		"10.0.0.32/28: 10.0.0.32 10.0.0.33 10.0.0.47",
+	})
+	var n int
+	if err := env.Pool.QueryRow(context.Background(), "SELECT count(*) FROM fixed_ips").Scan(&n); err != nil || n != 48 {
+		t.Errorf("fixed_ips rows = %d (%v), want 48", n, err)
+	}
+	// Flat networks may share the flat bridge.
+	createJSON(t, env, "10.0.1.0/24", "1", "256")
+}
+
+func TestCreateVLAN(t *testing.T) {
+	env := testenv.Start(t, manager.ModeVLAN)
+	nets := createJSON(t, env, "10.0.0.0/8", "3", "16")
+	second := createJSON(t, env, "--vlan-start", "200", "--label", "proj", "--vpn-start", "5000", "172.16.0.0/16", "2", "256")
+	var got []string
+	for _, n := range append(nets, second...) {
+		got = append(got, fmt.Sprintf("%s %s vlan=%d br=%s vpn=%s:%d dhcp_start=%s", n.Label, n.CIDR, n.VLAN,
+			n.Bridge, n.VPNPrivateAddress, n.VPNPublicPort, n.DHCPStart))
+	}
+	equal(t, "networks", got, []string{
+		"private_0 10.0.0.0/28 vlan=100 br=br100 vpn=10.0.0.2:1000 dhcp_start=10.0.0.3",
+		"private_1 10.0.0.16/28 vlan=101 br=br101 vpn=10.0.0.18:1001 dhcp_start=10.0.0.19",
+		"private_2 10.0.0.32/28 vlan=102 br=br102 vpn=10.0.0.34:1002 dhcp_start=10.0.0.35",
+		"proj_0 172.16.0.0/24 vlan=200 br=br200 vpn=172.16.0.2:5000 dhcp_start=172.16.0.3",
+		"proj_1 172.16.1.0/24 vlan=201 br=br201 vpn=172.16.1.2:5001 dhcp_start=172.16.1.3",
+	})
+	equal(t, "reserved", reservedAddrs(t, env), []string{
+		"10.0.0.0/28: 10.0.0.0 10.0.0.1 10.0.0.2 10.0.0.15",
+		"10.0.0.16/28: 10.0.0.16 10.0.0.17 10.0.0.18 10.0.0.31",
+		"10.0.0.32/28: 10.0.0.32 10.0.0.33 10.0.0.34 10.0.0.47",
+		"172.16.0.0/24: 172.16.0.0 172.16.0.1 172.16.0.2 172.16.0.255",
+		"172.16.1.0/24: 172.16.1.0 172.16.1.1 172.16.1.2 172.16.1.255",
+	})
+}
+
+// snapshot is everything a failed create must leave as it was.
+func snapshot(t *testing.T, env *testenv.Env) string {
+	t.Helper()
+	var s string
+	err := env.Pool.QueryRow(context.Background(), `
+		SELECT (SELECT count(*) FROM networks) || ' networks, ' ||
+		       (SELECT count(*) FROM fixed_ips) || ' fixed ips, ' ||
+		       coalesce((SELECT string_agg(cidr::text || '/' || coalesce(vlan, 0) || '/' || bridge, ' ' ORDER BY cidr) FROM networks), '')`).Scan(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	env := testenv.Start(t, manager.ModeVLAN)
+	createJSON(t, env, "10.0.0.0/8", "3", "16")                                                  // VLANs 100-102
+	mustNetadm(t, env, "network", "create", "192.168.0.0/24", "1", "256", "--vlan-start", "300") // VLAN 300
+	before := snapshot(t, env)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"10.0.0.0/33", "1", "16"}, 1, `fixed range "10.0.0.0/33": not a CIDR`},
+		{[]string{"10.1.2.3.4/8", "1", "16"}, 1, `not a CIDR`},
+		{[]string{"10.1.0.1/16", "1", "16"}, 1, `host bits set (the network is 10.1.0.0/16)`},
+		{[]string{"10.1.0.0/16", "1", "24"}, 1, `network size "24": not a power of two`},
+		{[]string{"10.1.0.0/16", "1", "4"}, 1, `smaller than 8`},
+		{[]string{"10.1.0.0/16", "1", "131072"}, 1, `largest accepted`},
+		{[]string{"10.1.0.0/28", "2", "16"}, 1, `do not fit`},
+		{[]string{"10.1.0.0/16", "abc", "16"}, 2, `NUM_NETWORKS "abc"`},
+		{[]string{"10.1.0.0/16", "1", "0"}, 2, `NETWORK_SIZE "0"`},
+		{[]string{"10.1.0.0/16", "1"}, 2, `takes FIXED_RANGE NUM_NETWORKS NETWORK_SIZE`},
+		{[]string{"10.0.0.0/24", "1", "16"}, 1, `10.0.0.0/28 overlaps existing network private_0`},
+		{[]string{"10.0.0.0/8", "1", "256", "--vlan-start", "110"}, 1, `overlaps existing network`},
+		{[]string{"10.1.0.0/16", "1", "16", "--vlan-start", "0"}, 1, ``}, // 0 means default 100: used
+		{[]string{"10.1.0.0/16", "1", "16", "--vlan-start", "4095"}, 1, `vlan start "4095": outside 1-4094`},
+		{[]string{"10.1.0.0/16", "3", "16", "--vlan-start", "4093"}, 1, `past 4094`},
+		{[]string{"10.1.0.0/16", "3", "16", "--vlan-start", "299"}, 1, `VLAN 300 is already used by network private (192.168.0.0/24)`},
+		{[]string{"10.1.0.0/16", "1", "16", "--vlan-start", "101"}, 1, `VLAN 101 is already used by network private_1`},
+		{[]string{"10.1.0.0/16", "1", "16", "--vlan-start", "500", "--bridge", "br100"}, 1, `bridge br100 is already used by network private_0`},
+		{[]string{"10.1.0.0/16", "1", "16", "--vlan-start", "500", "--vpn-start", "1000"}, 1, `VPN port 1000 is already used`},
+		{[]string{"10.1.0.0/16", "1", "16", "--vlan-start", "500", "--bridge", "br/500"}, 1, `bridge "br/500"`},
+		{[]string{"10.1.0.0/16", "1", "16", "--vlan-start", "500", "--gateway", "10.2.0.1"}, 1, `gateway "10.2.0.1": not a host address of 10.1.0.0/28`},
+		{[]string{"10.1.0.0/16", "1", "16", "--vlan-start", "500", "--dns1", "nope"}, 1, `dns1 "nope": not an IP address`},
+		{[]string{"10.1.0.0/16", "1", "16", "--vlan-start", "500", "--mtu", "20"}, 1, `mtu "20"`},
+		{[]string{"10.1.0.0/16", "1", "16", "--vlan-start", "500", "--ipv6-range", "fd00::/96"}, 1, `longer than /64`},
+		{[]string{"10.1.0.0/16", "1", "16", "--bogus"}, 2, `unknown flag: --bogus`},
+	} {
+		args := append([]string{"network", "create"}, tc.args...)
+		code, out, errs := netadm(t, env, args...)
+		if code != tc.code || !strings.Contains(errs, tc.want) {
+			t.Errorf("netadm %s: exit %d, stderr %q; want exit %d and %q", strings.Join(tc.args, " "), code, errs, tc.code, tc.want)
+		}
+		if out != "" {
+			t.Errorf("netadm %s: printed %q on failure", strings.Join(tc.args, " "), out)
+		}
+		if after := snapshot(t, env); after != before {
+			t.Fatalf("netadm %s changed the database:\nbefore %s\nafter  %s", strings.Join(tc.args, " "), before, after)
+		}
+	}
+}
+
+func TestBadInputFlatMode(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	before := snapshot(t, env)
+	code, _, errs := netadm(t, env, "network", "create", "10.0.0.0/24", "1", "16", "--vlan-start", "100")
+	if code != 1 || !strings.Contains(errs, "not vlan") {
+		t.Errorf("vlan start in flat mode: exit %d %q", code, errs)
+	}
+	if after := snapshot(t, env); after != before {
+		t.Errorf("database changed: %s -> %s", before, after)
+	}
+}
+
+func TestListShowDelete(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	nets := createJSON(t, env, "10.0.0.0/8", "3", "16", "--label", "web", "--project", "p1", "--dns1", "10.9.0.1")
+	createJSON(t, env, "10.0.1.0/24", "1", "256", "--label", "other")
+
+	out := mustNetadm(t, env, "network", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(lines[1], "web_0") ||
+		!strings.Contains(lines[1], "10.0.0.0/28") || !strings.Contains(lines[1], "13/16") {
+		t.Errorf("list table:\n%s", out)
+	}
+	var r rpc.NetworksReply
+	if err := json.Unmarshal([]byte(mustNetadm(t, env, "network", "list", "-o", "json", "--project", "p1")), &r); err != nil || len(r.Networks) != 3 {
+		t.Errorf("list --project p1: %d networks (%v)", len(r.Networks), err)
+	}
+
+	for _, ref := range []string{nets[1].UUID, "10.0.0.16/28", fmt.Sprint(nets[1].ID), "web_1"} {
+		out := mustNetadm(t, env, "network", "show", ref)
+		if !strings.Contains(out, "10.0.0.16/28") || !regexp.MustCompile(`(?m)^dns1 +10\.9\.0\.1$`).MatchString(out) {
+			t.Errorf("show %s:\n%s", ref, out)
+		}
+	}
+	if code, _, errs := netadm(t, env, "network", "show", "10.7.0.0/24"); code != 1 || !strings.Contains(errs, `not_found: network "10.7.0.0/24" not found`) {
+		t.Errorf("show missing: %d %q", code, errs)
+	}
+
+	// An address in use blocks delete, and the refusal names it.
+	ctx := context.Background()
+	if _, err := env.Pool.Exec(ctx, `UPDATE fixed_ips SET instance_uuid = '11111111-2222-3333-4444-555555555555', allocated = true
+		WHERE address = '10.0.0.5'`); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, env)
+	code, _, errs := netadm(t, env, "network", "delete", "web_0")
+	if code != 1 || !strings.Contains(errs, "in_use: network web_0 (10.0.0.0/28) has 1 addresses in use: 10.0.0.5 (instance 11111111-2222-3333-4444-555555555555)") {
+		t.Errorf("delete in use: %d %q", code, errs)
+	}
+	if after := snapshot(t, env); after != before {
+		t.Errorf("refused delete changed the database: %s -> %s", before, after)
+	}
+	out = mustNetadm(t, env, "network", "delete", nets[1].UUID)
+	if !strings.Contains(out, "deleted network web_1 10.0.0.16/28") {
+		t.Errorf("delete: %q", out)
+	}
+	var n int
+	if err := env.Pool.QueryRow(ctx, "SELECT count(*) FROM fixed_ips f JOIN networks n ON n.id = f.network_id WHERE n.cidr = '10.0.0.16/28'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("fixed ips of deleted network: %d (%v)", n, err)
+	}
+	if code, _, errs := netadm(t, env, "network", "delete", nets[1].UUID); code != 1 || !strings.Contains(errs, "not_found") {
+		t.Errorf("second delete: %d %q", code, errs)
+	}
+}
+
+func TestLargestNetwork(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	nets := createJSON(t, env, "10.0.0.0/8", "1", "65536")
+	if len(nets) != 1 || nets[0].CIDR != "10.0.0.0/16" || nets[0].FixedIPs.Total != 65536 || nets[0].FixedIPs.Free != 65533 {
+		t.Fatalf("created %+v", nets)
+	}
+}
+
+func TestNoManager(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	// A NATS URL with nothing listening.
+	code, _, errs := netadm(t, env, "network", "list", "--nats-url", "nats://127.0.0.1:1", "--timeout", "2s")
+	if code != 1 || !strings.Contains(errs, "connect to NATS at nats://127.0.0.1:1") {
+		t.Errorf("no NATS: %d %q", code, errs)
+	}
+	if code, _, errs := netadm(t, env, "network", "list", "-o", "yaml"); code != 2 || !strings.Contains(errs, `output "yaml"`) {
+		t.Errorf("bad output: %d %q", code, errs)
+	}
+}
+
+// stats asks every replica of the manager service for its statistics.
+func stats(t *testing.T, nc *nats.Conn, want int) []micro.Stats {
+	t.Helper()
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe() //nolint:errcheck
+	if err := nc.PublishRequest("$SRV.STATS."+rpc.ServiceName, inbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	var all []micro.Stats
+	for len(all) < want {
+		msg, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("stats: %d replies of %d: %v", len(all), want, err)
+		}
+		var s micro.Stats
+		if err := json.Unmarshal(msg.Data, &s); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, s)
+	}
+	return all
+}
+
+func TestTwoReplicas(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	env.AddManager(t, "0.1.1")
+	createJSON(t, env, "10.0.0.0/8", "3", "16")
+	for i := 0; i < 60; i++ {
+		mustNetadm(t, env, "network", "show", "private_1")
+	}
+	nc := env.Connect(t)
+	all := stats(t, nc, 2)
+	if all[0].ID == all[1].ID {
+		t.Fatalf("two stats replies from one instance %s", all[0].ID)
+	}
+	for _, s := range all {
+		var n int
+		for _, e := range s.Endpoints {
+			if e.QueueGroup != rpc.QueueGroup {
+				t.Errorf("endpoint %s in queue group %q", e.Name, e.QueueGroup)
+			}
+			n += e.NumRequests
+		}
+		// Each of 61 requests goes to one replica picked at random: the
+		// chance that one replica gets none is 2^-60.
+		if n == 0 {
+			t.Errorf("replica %s %s answered no request", s.ID, s.Version)
+		}
+	}
+}

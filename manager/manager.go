@@ -1,0 +1,212 @@
+// Package manager is novanet's central service: it keeps network state in
+// PostgreSQL and answers RPC over NATS as a micro service whose replicas
+// share one queue group.
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"novanet/rpc"
+)
+
+// Mode is the network mode of the deployment, as nova-network's
+// network_manager setting: it decides how networks are created and chosen.
+type Mode string
+
+// Network modes.
+const (
+	ModeFlat     Mode = "flat"
+	ModeFlatDHCP Mode = "flatdhcp"
+	ModeVLAN     Mode = "vlan"
+)
+
+// ParseMode checks a mode name.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeFlat, ModeFlatDHCP, ModeVLAN:
+		return m, nil
+	}
+	return "", fmt.Errorf("network mode %q: want flat, flatdhcp or vlan", s)
+}
+
+// Config tunes a Manager. Zero values take the defaults noted.
+type Config struct {
+	Mode           Mode          // default flatdhcp
+	Workers        int           // requests handled at once by this replica; default 64
+	RequestTimeout time.Duration // per request; default 30s
+	Version        string        // semantic version reported to NATS discovery
+}
+
+// Manager serves the RPC API over a database pool.
+type Manager struct {
+	pool    *pgxpool.Pool
+	log     *zap.Logger
+	cfg     Config
+	metrics *metrics
+
+	sem chan struct{}
+	wg  sync.WaitGroup
+}
+
+// New returns a Manager. reg receives its Prometheus metrics (nil: none).
+func New(pool *pgxpool.Pool, log *zap.Logger, cfg Config, reg prometheus.Registerer) (*Manager, error) {
+	if cfg.Mode == "" {
+		cfg.Mode = ModeFlatDHCP
+	}
+	if _, err := ParseMode(string(cfg.Mode)); err != nil {
+		return nil, err
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 64
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.Version == "" {
+		cfg.Version = "0.1.0"
+	}
+	m := &Manager{pool: pool, log: log, cfg: cfg, sem: make(chan struct{}, cfg.Workers)}
+	var err error
+	if m.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Service is a running manager service on one NATS connection.
+type Service struct {
+	svc micro.Service
+	m   *Manager
+}
+
+type handlerFunc func(ctx context.Context, data []byte) (any, error)
+
+func (m *Manager) handlers() map[string]handlerFunc {
+	return map[string]handlerFunc{
+		rpc.MethodCreateNetworks: m.handleCreateNetworks,
+		rpc.MethodGetAllNetworks: m.handleGetAllNetworks,
+		rpc.MethodGetNetwork:     m.handleGetNetwork,
+		rpc.MethodDeleteNetwork:  m.handleDeleteNetwork,
+	}
+}
+
+// Serve registers the manager's endpoints on nc. Requests run until ctx
+// is cancelled; call Stop on the result to stop taking requests and wait
+// for those under way.
+func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        rpc.ServiceName,
+		Version:     m.cfg.Version,
+		Description: "novanet network manager (" + string(m.cfg.Mode) + " mode)",
+		QueueGroup:  rpc.QueueGroup,
+		Metadata:    map[string]string{"mode": string(m.cfg.Mode)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("add micro service: %w", err)
+	}
+	g := svc.AddGroup(rpc.ManagerPrefix)
+	hs := m.handlers()
+	for _, name := range rpc.ManagerMethods {
+		h, ok := hs[name]
+		if !ok {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("no handler for method %s", name)
+		}
+		if err := g.AddEndpoint(name, m.dispatch(ctx, name, h)); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("add endpoint %s: %w", name, err)
+		}
+	}
+	return &Service{svc: svc, m: m}, nil
+}
+
+// Stop unsubscribes the endpoints and waits for requests under way.
+func (s *Service) Stop() error {
+	err := s.svc.Stop()
+	s.m.wg.Wait()
+	return err
+}
+
+// dispatch turns a handler into a micro.Handler that runs each request on
+// its own goroutine, at most cfg.Workers at a time across all endpoints: the
+// endpoint's subscription only waits when every worker is busy.
+func (m *Manager) dispatch(ctx context.Context, method string, h handlerFunc) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		m.sem <- struct{}{}
+		m.wg.Add(1)
+		go func() {
+			defer func() { <-m.sem; m.wg.Done() }()
+			start := time.Now()
+			rctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
+			defer cancel()
+			res, err := h(rctx, req.Data())
+			code := "ok"
+			if err != nil {
+				e := m.toRPCError(method, err)
+				code = string(e.Code)
+				body, _ := json.Marshal(e)
+				if rerr := req.Error(strconv.Itoa(e.Code.Status()), e.Message, body); rerr != nil {
+					m.log.Warn("reply", zap.String("method", method), zap.Error(rerr))
+				}
+			} else if rerr := req.RespondJSON(res); rerr != nil {
+				m.log.Warn("reply", zap.String("method", method), zap.Error(rerr))
+			}
+			m.metrics.observe(method, code, time.Since(start))
+		}()
+	})
+}
+
+// toRPCError turns any error into the one sent on the wire: *rpc.Error as
+// is, database constraint violations as conflict or invalid_argument, an
+// unreachable database as unavailable, and anything else as internal (the
+// details go to the log, not to the caller).
+func (m *Manager) toRPCError(method string, err error) *rpc.Error {
+	var re *rpc.Error
+	if errors.As(err, &re) {
+		return re
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "23505", "23P01": // unique_violation, exclusion_violation
+			return rpc.Errorf(rpc.CodeConflict, "%s (%s)", pe.Message, pe.ConstraintName)
+		case "23514", "22P02", "22023": // check_violation, invalid_text_representation, invalid_parameter_value
+			return rpc.Errorf(rpc.CodeInvalidArgument, "%s", pe.Message)
+		case "23503":
+			return rpc.Errorf(rpc.CodeConflict, "%s", pe.Message)
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		m.log.Warn("request timed out", zap.String("method", method), zap.Error(err))
+		return rpc.Errorf(rpc.CodeUnavailable, "%s timed out after %s", method, m.cfg.RequestTimeout)
+	}
+	if pgconn.SafeToRetry(err) || isConnError(err) {
+		m.log.Warn("database unavailable", zap.String("method", method), zap.Error(err))
+		return rpc.Errorf(rpc.CodeUnavailable, "database unavailable")
+	}
+	m.log.Error("request failed", zap.String("method", method), zap.Error(err))
+	return rpc.Errorf(rpc.CodeInternal, "internal error in %s; see the manager's log", method)
+}
+
+func isConnError(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce)
+}
+
+// Ready reports whether the database answers.
+func (m *Manager) Ready(ctx context.Context) error {
+	return m.pool.Ping(ctx)
+}

@@ -1,0 +1,39 @@
+package manager
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "novanet", Subsystem: "manager", Name: "requests_total",
+			Help: "RPC requests handled, by method and result code (ok or an error code).",
+		}, []string{"method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "novanet", Subsystem: "manager", Name: "request_duration_seconds",
+			Help:    "Time to handle an RPC request, by method.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"method"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.requests, m.duration} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) observe(method, code string, d time.Duration) {
+	m.requests.WithLabelValues(method, code).Inc()
+	m.duration.WithLabelValues(method).Observe(d.Seconds())
+}
