@@ -1,0 +1,362 @@
+// Command network-manager is novanet's central service: it keeps network
+// state in PostgreSQL and answers RPC over NATS.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"novanet/db/migrations"
+	"novanet/internal/envflags"
+	"novanet/manager"
+	"novanet/natsembed"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0"
+
+const envPrefix = "NOVANET_"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv, nil)
+	stop()
+	os.Exit(code)
+}
+
+// readyFunc is told where the service listens once it is ready (tests).
+type readyFunc func(httpAddr net.Addr, natsURL string)
+
+type options struct {
+	databaseURL  string
+	natsURL      string
+	embeddedNATS string
+	httpListen   string
+	migrate      bool
+	mode         string
+	workers      int
+	dbMaxConns   int
+	logLevel     string
+	logFormat    string
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, ready readyFunc) int {
+	root := newRoot(getenv, ready)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(stderr, "network-manager: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newRoot(getenv func(string) string, ready readyFunc) *cobra.Command {
+	var o options
+	root := &cobra.Command{
+		Use:   "network-manager",
+		Short: "novanet's central network service",
+		Long: `network-manager keeps all of novanet's network state in PostgreSQL -
+networks, fixed IPs, virtual interfaces, floating IPs - and answers RPC over
+NATS as the micro service "novanet-manager" on subjects novanet.manager.*.
+Several replicas may run at once against one database: they share a NATS
+queue group, so each request reaches one of them.
+
+Every flag can also be set from the environment: --database-url from
+NOVANET_DATABASE_URL, --nats-url from NOVANET_NATS_URL, and so on.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return envflags.Apply(cmd.Flags(), envPrefix, getenv)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL, e.g. postgres://novanet@localhost/novanet (required)")
+	pf.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	pf.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
+	pf.IntVar(&o.dbMaxConns, "db-max-conns", 32, "most database connections this replica opens")
+
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the manager until SIGINT or SIGTERM",
+		Long: `Run the manager. Without --nats-url it runs an embedded nats-server
+in-process on --embedded-nats-listen, so one machine needs nothing else; with
+--nats-url it joins an external NATS cluster. On SIGINT or SIGTERM it stops
+taking requests, finishes those under way and exits.
+
+The database schema must be current: run "network-manager migrate up" first,
+or pass --migrate to apply pending migrations at start (safe with several
+replicas: migrations take a database lock).
+
+HTTP on --http-listen: /healthz (the process is up), /readyz (database and
+NATS reachable) and /metrics (Prometheus).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serveCmd(cmd.Context(), o, cmd.ErrOrStderr(), ready)
+		},
+	}
+	f := serve.Flags()
+	f.StringVar(&o.natsURL, "nats-url", "", "NATS server URL(s), comma-separated; empty runs an embedded server")
+	f.StringVar(&o.embeddedNATS, "embedded-nats-listen", "127.0.0.1:4222", "where the embedded nats-server listens (port 0: any free port)")
+	f.StringVar(&o.httpListen, "http-listen", "127.0.0.1:9696", "address for /healthz, /readyz and /metrics; empty disables HTTP")
+	f.BoolVar(&o.migrate, "migrate", false, "apply pending database migrations at start")
+	f.StringVar(&o.mode, "network-mode", "flatdhcp", "network mode of the deployment: flat, flatdhcp or vlan")
+	f.IntVar(&o.workers, "workers", 64, "requests this replica handles at once")
+	envflags.Annotate(f, envPrefix)
+
+	migrate := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply, revert or show database schema migrations",
+	}
+	migrate.AddCommand(&cobra.Command{
+		Use:   "up",
+		Short: "Apply every pending migration (a current schema is not an error)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withPool(cmd.Context(), o, func(pool *pgxpool.Pool) error {
+				if err := migrations.Up(cmd.Context(), pool); err != nil {
+					return err
+				}
+				return printVersion(cmd, pool)
+			})
+		},
+	}, &cobra.Command{
+		Use:   "down [N]",
+		Short: "Revert the last N migrations (all of them without N): this drops data",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			steps := 0
+			if len(args) == 1 {
+				n, err := strconv.Atoi(args[0])
+				if err != nil || n < 1 {
+					return fmt.Errorf("steps %q: want a whole number of at least 1", args[0])
+				}
+				steps = n
+			}
+			return withPool(cmd.Context(), o, func(pool *pgxpool.Pool) error {
+				if err := migrations.Down(cmd.Context(), pool, steps); err != nil {
+					return err
+				}
+				return printVersion(cmd, pool)
+			})
+		},
+	}, &cobra.Command{
+		Use:   "version",
+		Short: "Show the schema version of the database and of this binary",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withPool(cmd.Context(), o, func(pool *pgxpool.Pool) error { return printVersion(cmd, pool) })
+		},
+	})
+	envflags.Annotate(pf, envPrefix)
+	root.AddCommand(serve, migrate)
+	return root
+}
+
+func printVersion(cmd *cobra.Command, pool *pgxpool.Pool) error {
+	st, err := migrations.Current(cmd.Context(), pool)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "database schema version %d (dirty: %v); this binary's: %d\n", st.Version, st.Dirty, migrations.Version)
+	return nil
+}
+
+func openPool(ctx context.Context, o options) (*pgxpool.Pool, error) {
+	if o.databaseURL == "" {
+		return nil, errors.New("no database: set --database-url or NOVANET_DATABASE_URL")
+	}
+	cfg, err := pgxpool.ParseConfig(o.databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	if o.dbMaxConns > 0 {
+		cfg.MaxConns = int32(o.dbMaxConns)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("database %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	return pool, nil
+}
+
+func withPool(ctx context.Context, o options, f func(*pgxpool.Pool) error) error {
+	pool, err := openPool(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return f(pool)
+}
+
+func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	var enc zapcore.Encoder
+	switch format {
+	case "json":
+		enc = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	case "console":
+		enc = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
+	default:
+		return nil, fmt.Errorf("log format %q: want json or console", format)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl), zap.AddCaller()), nil
+}
+
+func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) error {
+	mode, err := manager.ParseMode(o.mode)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o.logLevel, o.logFormat, logw)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck
+	pool, err := openPool(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	if o.migrate {
+		if err := migrations.Up(ctx, pool); err != nil {
+			return err
+		}
+	}
+	st, err := migrations.Current(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if st.Dirty || st.Version != migrations.Version {
+		return fmt.Errorf("database schema is at version %d (dirty: %v), this binary needs %d: run \"network-manager migrate up\" or start with --migrate",
+			st.Version, st.Dirty, migrations.Version)
+	}
+
+	natsURL := o.natsURL
+	if natsURL == "" {
+		ns, err := natsembed.Start(o.embeddedNATS)
+		if err != nil {
+			return err
+		}
+		defer ns.Shutdown()
+		natsURL = ns.ClientURL()
+		log.Info("embedded nats-server started", zap.String("url", natsURL))
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("network-manager"), nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrl())) }))
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
+	}
+	defer nc.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := manager.New(pool, log, manager.Config{Mode: mode, Workers: o.workers, Version: version}, reg)
+	if err != nil {
+		return err
+	}
+	// Requests under way finish on shutdown: their context is not ctx.
+	svc, err := m.Serve(context.WithoutCancel(ctx), nc)
+	if err != nil {
+		return err
+	}
+
+	var (
+		httpAddr net.Addr
+		httpDesc = "disabled"
+		srv      *http.Server
+	)
+	if o.httpListen != "" {
+		ln, err := net.Listen("tcp", o.httpListen)
+		if err != nil {
+			_ = svc.Stop()
+			return fmt.Errorf("http listen %s: %w", o.httpListen, err)
+		}
+		httpAddr = ln.Addr()
+		httpDesc = httpAddr.String()
+		srv = &http.Server{Handler: httpHandler(m, nc, reg), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server", zap.Error(err))
+			}
+		}()
+	}
+	log.Info("network-manager ready", zap.String("mode", string(mode)), zap.String("nats", natsURL),
+		zap.String("http", httpDesc), zap.String("version", version))
+	if ready != nil {
+		ready(httpAddr, natsURL)
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	if err := svc.Stop(); err != nil {
+		log.Warn("stop service", zap.Error(err))
+	}
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}
+	if err := nc.Drain(); err != nil {
+		log.Warn("drain NATS", zap.Error(err))
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func httpHandler(m *manager.Manager, nc *nats.Conn, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := m.Ready(ctx); err != nil {
+			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if !nc.IsConnected() {
+			http.Error(w, "nats: "+nc.Status().String(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"novanet/client"
+	"novanet/internal/pgtest"
+	"novanet/rpc"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+type served struct {
+	httpAddr net.Addr
+	natsURL  string
+	stderr   *bytes.Buffer
+	cancel   context.CancelFunc
+	done     chan int
+}
+
+// serve runs "network-manager serve" in-process until the test ends.
+func serve(t *testing.T, vars map[string]string, args ...string) *served {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &served{stderr: &bytes.Buffer{}, cancel: cancel, done: make(chan int, 1)}
+	readyc := make(chan struct{})
+	go func() {
+		s.done <- run(ctx, append([]string{"serve"}, args...), io.Discard, s.stderr, env(vars), func(a net.Addr, u string) {
+			s.httpAddr, s.natsURL = a, u
+			close(readyc)
+		})
+	}()
+	select {
+	case <-readyc:
+	case code := <-s.done:
+		t.Fatalf("serve exited %d before ready: %s", code, s.stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve not ready after 30s")
+	}
+	t.Cleanup(func() { s.stop(t) })
+	return s
+}
+
+func (s *served) stop(t *testing.T) int {
+	t.Helper()
+	s.cancel()
+	select {
+	case code, ok := <-s.done:
+		if ok {
+			close(s.done)
+			return code
+		}
+		return 0
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop within 30s of SIGTERM")
+		return -1
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServeEmbeddedNATS(t *testing.T) {
+	_, dbURL := pgtest.NewDB(t)
+	s := serve(t, map[string]string{"NOVANET_DATABASE_URL": dbURL, "NOVANET_NETWORK_MODE": "vlan"},
+		"--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-format", "console")
+
+	nc, err := nats.Connect(s.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := client.New(nc, 10*time.Second)
+	nets, err := c.CreateNetworks(context.Background(), rpc.CreateNetworksRequest{CIDR: "10.0.0.0/8", NumNetworks: 2, NetworkSize: 16})
+	if err != nil || len(nets) != 2 || nets[1].VLAN != 101 {
+		t.Fatalf("create over embedded NATS: %+v %v", nets, err)
+	}
+
+	base := "http://" + s.httpAddr.String()
+	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	if code, body := get(t, base+"/readyz"); code != 200 || body != "ready\n" {
+		t.Errorf("/readyz = %d %q", code, body)
+	}
+	code, body := get(t, base+"/metrics")
+	if code != 200 || !strings.Contains(body, `novanet_manager_requests_total{code="ok",method="create_networks"} 1`) {
+		t.Errorf("/metrics = %d, no create_networks count:\n%.2000s", code, body)
+	}
+
+	if code := s.stop(t); code != 0 {
+		t.Errorf("exit %d after SIGTERM: %s", code, s.stderr)
+	}
+	if !strings.Contains(s.stderr.String(), "stopped") {
+		t.Errorf("no clean stop in log: %s", s.stderr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := c.Networks(sctx, ""); err == nil {
+		t.Error("manager still answers after shutdown")
+	}
+}
+
+func TestServeRefusesOldSchema(t *testing.T) {
+	_, dbURL := pgtest.NewDB(t)
+	vars := map[string]string{"NOVANET_DATABASE_URL": dbURL}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"migrate", "down"}, &out, &errb, env(vars), nil); code != 0 {
+		t.Fatalf("migrate down: %d %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "database schema version 0") {
+		t.Errorf("migrate down printed %q", out.String())
+	}
+	errb.Reset()
+	code := run(context.Background(), []string{"serve", "--embedded-nats-listen", "127.0.0.1:0", "--http-listen", ""},
+		io.Discard, &errb, env(vars), nil)
+	if code != 1 || !strings.Contains(errb.String(), `database schema is at version 0 (dirty: false), this binary needs 1: run "network-manager migrate up"`) {
+		t.Errorf("serve on old schema: %d %q", code, errb.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"migrate", "up"}, &out, &errb, env(vars), nil); code != 0 ||
+		!strings.Contains(out.String(), "database schema version 1 (dirty: false)") {
+		t.Fatalf("migrate up: %d %q %s", code, out.String(), errb.String())
+	}
+	// Down then serve --migrate brings it back too.
+	run(context.Background(), []string{"migrate", "down"}, io.Discard, io.Discard, env(vars), nil)
+	serve(t, vars, "--migrate", "--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "")
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		vars map[string]string
+		want string
+	}{
+		{[]string{"serve"}, nil, "no database: set --database-url or NOVANET_DATABASE_URL"},
+		{[]string{"serve", "--network-mode", "hub"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x"}, `network mode "hub"`},
+		{[]string{"serve"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x", "NOVANET_WORKERS": "lots"}, `NOVANET_WORKERS="lots"`},
+		{[]string{"serve", "--log-level", "loud"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x"}, `log level "loud"`},
+		{[]string{"migrate", "down", "x"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x"}, `steps "x"`},
+	} {
+		var errb bytes.Buffer
+		code := run(context.Background(), tc.args, io.Discard, &errb, env(tc.vars), nil)
+		if code != 1 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v: exit %d %q, want %q", tc.args, code, errb.String(), tc.want)
+		}
+	}
+}

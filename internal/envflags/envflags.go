@@ -1,0 +1,46 @@
+// Package envflags lets every command-line flag be set from the
+// environment: --database-url from NOVANET_DATABASE_URL, and so on. A flag
+// given on the command line wins over the environment.
+package envflags
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Name returns the environment variable for a flag: prefix + upper snake case.
+func Name(prefix, flag string) string {
+	return prefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Apply sets each flag of fs not given on the command line from its
+// environment variable, if set. An unparsable value is an error naming the
+// variable and the value.
+func Apply(fs *pflag.FlagSet, prefix string, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "help" {
+			return
+		}
+		env := Name(prefix, f.Name)
+		v := getenv(env)
+		if v == "" {
+			return
+		}
+		if serr := fs.Set(f.Name, v); serr != nil {
+			err = fmt.Errorf("environment %s=%q: %w", env, v, serr)
+		}
+	})
+	return err
+}
+
+// Annotate appends "(env NAME)" to each flag's usage so --help shows it.
+func Annotate(fs *pflag.FlagSet, prefix string) {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "help" && !strings.Contains(f.Usage, "(env ") {
+			f.Usage += " (env " + Name(prefix, f.Name) + ")"
+		}
+	})
+}
