@@ -1,0 +1,77 @@
+# novanet. "make help" lists the targets.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+VERSION ?= 0.1.0
+LDFLAGS := -X main.version=$(VERSION)
+BIN := bin
+CMDS := network-manager network-host netadm
+PREFIX ?= /usr/local
+# make run: a local PostgreSQL cluster (Debian's pg_ctlcluster) and the manager.
+PG_VERSION ?= $(shell ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
+PG_CLUSTER ?= novanet
+PG_PORT ?= 5439
+DATABASE_URL ?= postgres://novanet@127.0.0.1:$(PG_PORT)/novanet?sslmode=disable
+FUZZTIME ?= 20s
+
+.PHONY: help build test vet fmt-check unit race run db db-stop bench fuzz install clean
+
+help:
+	@echo "make build     build $(CMDS) into $(BIN)/"
+	@echo "make test      gofmt check, go vet, and every test with the race detector (privileged tests need root)"
+	@echo "make run       start a local PostgreSQL cluster ($(PG_CLUSTER), port $(PG_PORT)) and run network-manager with embedded NATS"
+	@echo "make db-stop   stop that cluster"
+	@echo "make bench     benchmarks, each beside a baseline measured in the same run"
+	@echo "make fuzz      run every fuzz target for FUZZTIME ($(FUZZTIME)) each"
+	@echo "make install   install the binaries into $(PREFIX)/bin and the units into /etc/systemd/system"
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+test: fmt-check vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+db:
+	@if ! pg_lsclusters -h | awk '{print $$2}' | grep -qx $(PG_CLUSTER); then \
+		pg_createcluster $(PG_VERSION) $(PG_CLUSTER) -p $(PG_PORT) >/dev/null; fi
+	@pg_ctlcluster $(PG_VERSION) $(PG_CLUSTER) start 2>/dev/null || pg_ctlcluster $(PG_VERSION) $(PG_CLUSTER) status >/dev/null
+	@runuser -u postgres -- psql -p $(PG_PORT) -qtAc "SELECT 1 FROM pg_roles WHERE rolname='novanet'" | grep -q 1 || \
+		runuser -u postgres -- psql -p $(PG_PORT) -qc "CREATE ROLE novanet LOGIN PASSWORD 'novanet'"
+	@runuser -u postgres -- psql -p $(PG_PORT) -qtAc "SELECT 1 FROM pg_database WHERE datname='novanet'" | grep -q 1 || \
+		runuser -u postgres -- createdb -p $(PG_PORT) -O novanet novanet
+	@echo "PostgreSQL cluster $(PG_VERSION)/$(PG_CLUSTER) on port $(PG_PORT): $(DATABASE_URL)"
+
+db-stop:
+	pg_ctlcluster $(PG_VERSION) $(PG_CLUSTER) stop
+
+run: build db
+	@echo "network-manager: NATS on nats://127.0.0.1:4222, health on http://127.0.0.1:9696; try: $(BIN)/netadm network create 10.0.0.0/8 3 16"
+	NOVANET_DATABASE_URL='postgres://novanet:novanet@127.0.0.1:$(PG_PORT)/novanet?sslmode=disable' \
+		$(BIN)/network-manager serve --migrate --log-format console
+
+bench:
+	$(GO) run ./bench/manager
+
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; done
+
+install: build
+	install -D -m 0755 -t $(PREFIX)/bin $(addprefix $(BIN)/,$(CMDS))
+	install -D -m 0644 -t /etc/systemd/system deploy/systemd/*.service
+	install -d -m 0755 /etc/novanet
+	@for f in network-manager network-host; do \
+		[ -e /etc/novanet/$$f.env ] || install -m 0640 deploy/$$f.env.example /etc/novanet/$$f.env; done
+
+clean:
+	rm -rf $(BIN)
