@@ -1,0 +1,211 @@
+package dnsmasq
+
+import (
+	"errors"
+	"flag"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if d := cmp.Diff(string(want), got); d != "" {
+		t.Errorf("%s mismatch (-want +got, run with -update to accept):\n%s", path, d)
+	}
+}
+
+func mac(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func sampleConfig() Config {
+	return Config{
+		Name:         "net1",
+		Interface:    "br100",
+		Gateway:      netip.MustParsePrefix("10.0.0.1/24"),
+		RangeStart:   netip.MustParseAddr("10.0.0.2"),
+		DNS:          []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("192.0.2.53")},
+		Domain:       "novalocal",
+		LeaseTime:    24 * time.Hour,
+		MTU:          1450,
+		Dir:          "/var/lib/novanet/dnsmasq/net1",
+		EventCommand: []string{"/usr/bin/network-host", "dhcp-event"},
+	}
+}
+
+func TestRenderGolden(t *testing.T) {
+	conf, err := RenderConfig(sampleConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "dnsmasq.conf.golden", conf)
+
+	c := sampleConfig()
+	c.DisableDNS, c.User, c.MTU, c.DNS, c.Domain, c.EventCommand = true, "root", 0, nil, "", nil
+	conf, err = RenderConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "dnsmasq-minimal.conf.golden", conf)
+	golden(t, "dhcp-event.golden", RenderScript(sampleConfig()))
+
+	hosts, err := RenderHosts([]Host{
+		{MAC: mac("fa:16:3e:00:00:03"), IP: netip.MustParseAddr("10.0.0.12"), Hostname: "vm-b", Tag: "nogw"},
+		{MAC: mac("FA:16:3E:00:00:01"), IP: netip.MustParseAddr("10.0.0.3"), Hostname: "vm-a"},
+		{MAC: mac("fa:16:3e:00:00:02"), IP: netip.MustParseAddr("10.0.0.4")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "hosts.golden", hosts)
+	opts, err := RenderOpts([]Option{
+		{Tag: "nogw", Code: 3},
+		{Tag: "nogw", Code: 6, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "opts.golden", opts)
+}
+
+func TestValidateRejects(t *testing.T) {
+	mut := map[string]func(*Config){
+		"name":        func(c *Config) { c.Name = "a b" },
+		"interface":   func(c *Config) { c.Interface = "br/0" },
+		"gateway v6":  func(c *Config) { c.Gateway = netip.MustParsePrefix("fd00::1/64") },
+		"range out":   func(c *Config) { c.RangeStart = netip.MustParseAddr("10.0.1.2") },
+		"dns v6":      func(c *Config) { c.DNS = []netip.Addr{netip.MustParseAddr("fd00::1")} },
+		"domain":      func(c *Config) { c.Domain = "nova local\ndhcp-script=/bin/sh" },
+		"lease short": func(c *Config) { c.LeaseTime = time.Minute },
+		"mtu":         func(c *Config) { c.MTU = 100 },
+		"dir":         func(c *Config) { c.Dir = "relative" },
+		"dir comma":   func(c *Config) { c.Dir = "/a,b" },
+		"event rel":   func(c *Config) { c.EventCommand = []string{"network-host"} },
+		"event nl":    func(c *Config) { c.EventCommand = []string{"/bin/x", "a\nb"} },
+		"user":        func(c *Config) { c.User = "root\nport=53" },
+	}
+	for name, f := range mut {
+		c := sampleConfig()
+		f(&c)
+		if _, err := RenderConfig(c); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	badHosts := map[string][]Host{
+		"hostname": {{MAC: mac("fa:16:3e:00:00:01"), IP: netip.MustParseAddr("10.0.0.3"), Hostname: "a,b"}},
+		"v6":       {{MAC: mac("fa:16:3e:00:00:01"), IP: netip.MustParseAddr("fd00::3")}},
+		"long mac": {{MAC: mac("00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01"), IP: netip.MustParseAddr("10.0.0.3")}},
+		"dup ip": {
+			{MAC: mac("fa:16:3e:00:00:01"), IP: netip.MustParseAddr("10.0.0.3")},
+			{MAC: mac("fa:16:3e:00:00:02"), IP: netip.MustParseAddr("10.0.0.3")},
+		},
+	}
+	for name, hs := range badHosts {
+		if _, err := RenderHosts(hs); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("hosts %s: err = %v", name, err)
+		}
+	}
+	if _, err := RenderOpts([]Option{{Tag: "x y", Code: 3}}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("opts bad tag: %v", err)
+	}
+}
+
+func TestWriteAtomic(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hosts")
+	for i, tc := range []struct {
+		content string
+		want    bool
+	}{{"a\n", true}, {"a\n", false}, {"b\n", true}} {
+		got, err := writeAtomic(p, tc.content, 0o644)
+		if err != nil || got != tc.want {
+			t.Fatalf("#%d: wrote=%v err=%v, want wrote=%v", i, got, err, tc.want)
+		}
+		if b, _ := os.ReadFile(p); string(b) != tc.content {
+			t.Fatalf("#%d: content %q", i, b)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Dir(p))
+	if len(ents) != 1 {
+		t.Errorf("temp files left: %v", ents)
+	}
+}
+
+// A pid file pointing at a dead process or at a process that is not our
+// dnsmasq is not trusted.
+func TestPidDeadOrForeign(t *testing.T) {
+	dir := t.TempDir()
+	c := sampleConfig()
+	c.Dir = dir
+	s, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pid(); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("no pid file: %v", err)
+	}
+	// Foreign: our own test process.
+	os.WriteFile(s.Paths().Pid, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+	if _, err := s.Pid(); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("foreign pid: %v", err)
+	}
+	// Dead: a process that has exited and been reaped.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(s.Paths().Pid, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+	if _, err := s.Pid(); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("dead pid: %v", err)
+	}
+	os.WriteFile(s.Paths().Pid, []byte("garbage"), 0o644)
+	if _, err := s.Pid(); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("garbage pid: %v", err)
+	}
+	// A live process whose command line names our config file is ours.
+	// sh's $0 is the --conf-file argument; it blocks reading the pipe.
+	sleep := exec.Command("sh", "-c", "read x", "--conf-file="+s.Paths().Conf)
+	if _, err := sleep.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	os.WriteFile(s.Paths().Pid, []byte(strconv.Itoa(sleep.Process.Pid)), 0o644)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pid, err := s.Pid()
+		if err == nil && pid == sleep.Process.Pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("own process not recognised: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
