@@ -48,6 +48,10 @@ type Config struct {
 	Workers        int           // requests handled at once by this replica; default 64
 	RequestTimeout time.Duration // per request; default 30s
 	Version        string        // semantic version reported to NATS discovery
+	// DisassociateTimeout: a deallocated address whose DHCP release never
+	// came is freed this long after deallocation; default 10 minutes.
+	DisassociateTimeout time.Duration
+	MACRetries          int // random MACs tried per interface on collision; default 5
 }
 
 // Manager serves the RPC API over a database pool.
@@ -75,6 +79,12 @@ func New(pool *pgxpool.Pool, log *zap.Logger, cfg Config, reg prometheus.Registe
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
+	if cfg.DisassociateTimeout <= 0 {
+		cfg.DisassociateTimeout = 10 * time.Minute
+	}
+	if cfg.MACRetries <= 0 {
+		cfg.MACRetries = 5
+	}
 	if cfg.Version == "" {
 		cfg.Version = "0.1.0"
 	}
@@ -100,6 +110,19 @@ func (m *Manager) handlers() map[string]handlerFunc {
 		rpc.MethodGetAllNetworks: m.handleGetAllNetworks,
 		rpc.MethodGetNetwork:     m.handleGetNetwork,
 		rpc.MethodDeleteNetwork:  m.handleDeleteNetwork,
+
+		rpc.MethodAllocateForInstance:       m.handleAllocateForInstance,
+		rpc.MethodDeallocateForInstance:     m.handleDeallocateForInstance,
+		rpc.MethodAddFixedIPToInstance:      m.handleAddFixedIP,
+		rpc.MethodRemoveFixedIPFromInstance: m.handleRemoveFixedIP,
+		rpc.MethodGetInstanceNWInfo:         m.handleGetInstanceNWInfo,
+		rpc.MethodLeaseFixedIP:              m.handleLeaseFixedIP,
+		rpc.MethodReleaseFixedIP:            m.handleReleaseFixedIP,
+		rpc.MethodGetFixedIPByAddress:       m.handleGetFixedIPByAddress,
+		rpc.MethodGetFixedIPsByInstance:     m.handleGetFixedIPsByInstance,
+		rpc.MethodListFixedIPs:              m.handleListFixedIPs,
+		rpc.MethodReserveFixedIP:            m.handleReserveFixedIP,
+		rpc.MethodUnreserveFixedIP:          m.handleUnreserveFixedIP,
 	}
 }
 

@@ -7,8 +7,9 @@ import (
 )
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	macCollisions prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -22,9 +23,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to handle an RPC request, by method.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"method"}),
+		macCollisions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "novanet", Subsystem: "manager", Name: "mac_collisions_total",
+			Help: "Random MACs that were already taken and replaced.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration} {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.macCollisions} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -35,6 +35,10 @@ const (
 // ManagerMethods lists every manager method, in documentation order.
 var ManagerMethods = []string{
 	MethodCreateNetworks, MethodGetAllNetworks, MethodGetNetwork, MethodDeleteNetwork,
+	MethodAllocateForInstance, MethodDeallocateForInstance, MethodAddFixedIPToInstance,
+	MethodRemoveFixedIPFromInstance, MethodGetInstanceNWInfo, MethodLeaseFixedIP, MethodReleaseFixedIP,
+	MethodGetFixedIPByAddress, MethodGetFixedIPsByInstance, MethodListFixedIPs,
+	MethodReserveFixedIP, MethodUnreserveFixedIP,
 }
 
 // Subject returns the NATS subject of a manager method.
@@ -52,13 +56,14 @@ type Code string
 // Error codes. Each maps to an HTTP-like status carried in the
 // Nats-Service-Error-Code header.
 const (
-	CodeInvalidArgument Code = "invalid_argument" // 400: the request is malformed or a value is bad
-	CodeNotFound        Code = "not_found"        // 404: a named network, instance or address does not exist
-	CodeConflict        Code = "conflict"         // 409: clashes with existing state (overlap, VLAN or bridge in use)
-	CodeInUse           Code = "in_use"           // 409: still used (addresses allocated on a network being deleted)
-	CodeNoMoreAddresses Code = "no_more_addresses"
-	CodeUnavailable     Code = "unavailable" // 503: a dependency (database) is unreachable; retry
-	CodeInternal        Code = "internal"    // 500: a bug or unexpected state; see the manager's log
+	CodeInvalidArgument Code = "invalid_argument"  // 400: the request is malformed or a value is bad
+	CodeNotFound        Code = "not_found"         // 404: a named network, instance or address does not exist
+	CodeConflict        Code = "conflict"          // 409: clashes with existing state (overlap, VLAN or bridge in use)
+	CodeInUse           Code = "in_use"            // 409: still used (addresses allocated on a network being deleted)
+	CodeNoMoreAddresses Code = "no_more_addresses" // 409: the network has no free fixed address
+	CodeNoMoreNetworks  Code = "no_more_networks"  // 409: VLAN mode: no unassociated network left for a new project
+	CodeUnavailable     Code = "unavailable"       // 503: a dependency (database) is unreachable; retry
+	CodeInternal        Code = "internal"          // 500: a bug or unexpected state; see the manager's log
 )
 
 // Status returns the numeric status sent in the Nats-Service-Error-Code header.
@@ -68,7 +73,7 @@ func (c Code) Status() int {
 		return 400
 	case CodeNotFound:
 		return 404
-	case CodeConflict, CodeInUse, CodeNoMoreAddresses:
+	case CodeConflict, CodeInUse, CodeNoMoreAddresses, CodeNoMoreNetworks:
 		return 409
 	case CodeUnavailable:
 		return 503
@@ -118,6 +123,7 @@ var (
 	ErrConflict        = &Error{Code: CodeConflict}
 	ErrInUse           = &Error{Code: CodeInUse}
 	ErrNoMoreAddresses = &Error{Code: CodeNoMoreAddresses}
+	ErrNoMoreNetworks  = &Error{Code: CodeNoMoreNetworks}
 	ErrUnavailable     = &Error{Code: CodeUnavailable}
 	ErrInternal        = &Error{Code: CodeInternal}
 )
@@ -240,3 +246,140 @@ type NetworkRef struct {
 type GetAllNetworksRequest struct {
 	ProjectID string `json:"project_id,omitempty"`
 }
+
+// Allocation methods, called by compute services and DHCP events.
+const (
+	MethodAllocateForInstance       = "allocate_for_instance"
+	MethodDeallocateForInstance     = "deallocate_for_instance"
+	MethodAddFixedIPToInstance      = "add_fixed_ip_to_instance"
+	MethodRemoveFixedIPFromInstance = "remove_fixed_ip_from_instance"
+	MethodGetInstanceNWInfo         = "get_instance_nw_info"
+	MethodLeaseFixedIP              = "lease_fixed_ip"
+	MethodReleaseFixedIP            = "release_fixed_ip"
+	MethodGetFixedIPByAddress       = "get_fixed_ip_by_address"
+	MethodGetFixedIPsByInstance     = "get_fixed_ips_by_instance"
+	MethodListFixedIPs              = "list_fixed_ips"
+	MethodReserveFixedIP            = "reserve_fixed_ip"
+	MethodUnreserveFixedIP          = "unreserve_fixed_ip"
+)
+
+// RequestedNetwork asks for an interface on one network, optionally with a
+// specific address.
+type RequestedNetwork struct {
+	Network string `json:"network"`           // id, UUID, CIDR or label
+	Address string `json:"address,omitempty"` // a free fixed address of that network
+}
+
+// AllocateForInstanceRequest gives an instance its network: one virtual
+// interface, with a fixed IP, per network. Retrying it for an instance that
+// already has interfaces returns them unchanged.
+type AllocateForInstanceRequest struct {
+	InstanceUUID      string             `json:"instance_uuid"`
+	ProjectID         string             `json:"project_id"`
+	Host              string             `json:"host,omitempty"`
+	RequestedNetworks []RequestedNetwork `json:"requested_networks,omitempty"`
+	// MACs, when given, are used in order for the interfaces instead of
+	// random ones; there must be one per interface.
+	MACs []string `json:"macs,omitempty"`
+}
+
+// InstanceRequest names an instance.
+type InstanceRequest struct {
+	InstanceUUID string `json:"instance_uuid"`
+	Host         string `json:"host,omitempty"`
+}
+
+// AddFixedIPRequest adds an interface on a network to an instance.
+type AddFixedIPRequest struct {
+	InstanceUUID string `json:"instance_uuid"`
+	Network      string `json:"network"`
+	Host         string `json:"host,omitempty"`
+	Address      string `json:"address,omitempty"`
+}
+
+// RemoveFixedIPRequest removes one fixed address (and its interface) from
+// an instance.
+type RemoveFixedIPRequest struct {
+	InstanceUUID string `json:"instance_uuid"`
+	Address      string `json:"address"`
+}
+
+// AddressRequest names one fixed address; MAC and Host are informational
+// (DHCP events carry them).
+type AddressRequest struct {
+	Address string `json:"address"`
+	MAC     string `json:"mac,omitempty"`
+	Host    string `json:"host,omitempty"`
+}
+
+// ListFixedIPsRequest filters fixed IPs; empty lists those in use.
+type ListFixedIPsRequest struct {
+	Network  string `json:"network,omitempty"`
+	Instance string `json:"instance_uuid,omitempty"`
+	All      bool   `json:"all,omitempty"` // free ones too
+	Limit    int    `json:"limit,omitempty"`
+}
+
+// NetworkInfo is an instance's network: its virtual interfaces in order.
+type NetworkInfo struct {
+	InstanceUUID string `json:"instance_uuid"`
+	VIFs         []VIF  `json:"vifs"`
+}
+
+// VIF is one virtual interface of an instance.
+type VIF struct {
+	ID       int64      `json:"id"`
+	UUID     string     `json:"uuid"`
+	MAC      string     `json:"address"`
+	Network  VIFNetwork `json:"network"`
+	FixedIPs []IPInfo   `json:"fixed_ips"`
+}
+
+// VIFNetwork is what a hypervisor needs of the interface's network.
+type VIFNetwork struct {
+	ID              int64    `json:"id"`
+	UUID            string   `json:"uuid"`
+	Label           string   `json:"label"`
+	Bridge          string   `json:"bridge,omitempty"`
+	BridgeInterface string   `json:"bridge_interface,omitempty"`
+	VLAN            int      `json:"vlan,omitempty"`
+	MultiHost       bool     `json:"multi_host"`
+	MTU             int      `json:"mtu,omitempty"`
+	CIDR            string   `json:"cidr"`
+	CIDRv6          string   `json:"cidr_v6,omitempty"`
+	Host            string   `json:"host,omitempty"`
+	DNS             []string `json:"dns"`
+}
+
+// IPInfo is one fixed address of an interface with what DHCP would hand out.
+type IPInfo struct {
+	Address     string   `json:"address"`
+	Netmask     string   `json:"netmask"`
+	Gateway     string   `json:"gateway,omitempty"`
+	Broadcast   string   `json:"broadcast"`
+	DHCPServer  string   `json:"dhcp_server,omitempty"`
+	DNS         []string `json:"dns"`
+	FloatingIPs []string `json:"floating_ips"`
+}
+
+// FixedIP is one fixed address and its state.
+type FixedIP struct {
+	Address      string `json:"address"`
+	NetworkID    int64  `json:"network_id"`
+	NetworkLabel string `json:"network_label"`
+	InstanceUUID string `json:"instance_uuid,omitempty"`
+	VIFAddress   string `json:"vif_address,omitempty"` // MAC
+	Host         string `json:"host,omitempty"`
+	Allocated    bool   `json:"allocated"`
+	Leased       bool   `json:"leased"`
+	Reserved     bool   `json:"reserved"`
+	UpdatedAt    string `json:"updated_at"`
+}
+
+// FixedIPsReply carries a list of fixed IPs.
+type FixedIPsReply struct {
+	FixedIPs []FixedIP `json:"fixed_ips"`
+}
+
+// Empty is the reply of methods that return nothing.
+type Empty struct{}

@@ -25,6 +25,8 @@ type Env struct {
 	NATSURL string
 	Client  *client.Client
 	Mode    manager.Mode
+	// Manager is the first replica, for calls tests make directly.
+	Manager *manager.Manager
 }
 
 // Start gives the test a database, a NATS server and one manager in mode.
@@ -37,7 +39,7 @@ func Start(t testing.TB, mode manager.Mode) *Env {
 	}
 	t.Cleanup(ns.Shutdown)
 	e := &Env{Pool: pool, DBURL: dbURL, NATSURL: ns.ClientURL(), Mode: mode}
-	e.AddManager(t, "")
+	e.Manager = e.AddManager(t, "")
 	e.Client = client.New(e.Connect(t), 20*time.Second)
 	return e
 }

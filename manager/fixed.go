@@ -1,0 +1,692 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"novanet/rpc"
+)
+
+// Advisory lock classes (the first key of pg_advisory_xact_lock(int, int)).
+// Every transaction takes at most one instance lock, then at most one
+// project lock, always in that order, so they cannot deadlock.
+const (
+	lockInstance = 1
+	lockProject  = 2
+)
+
+func lockKey(ctx context.Context, tx pgx.Tx, class int, key string) error {
+	_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", class, key)
+	return err
+}
+
+// freeAddr is the condition for a fixed IP that may be handed out.
+const freeAddr = `instance_uuid IS NULL AND NOT reserved AND NOT leased AND NOT allocated`
+
+func (m *Manager) handleAllocateForInstance(ctx context.Context, data []byte) (any, error) {
+	var req rpc.AllocateForInstanceRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	return m.AllocateForInstance(ctx, req)
+}
+
+func (m *Manager) handleDeallocateForInstance(ctx context.Context, data []byte) (any, error) {
+	var req rpc.InstanceRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	return rpc.Empty{}, m.DeallocateForInstance(ctx, req.InstanceUUID)
+}
+
+func (m *Manager) handleAddFixedIP(ctx context.Context, data []byte) (any, error) {
+	var req rpc.AddFixedIPRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	return m.AddFixedIPToInstance(ctx, req)
+}
+
+func (m *Manager) handleRemoveFixedIP(ctx context.Context, data []byte) (any, error) {
+	var req rpc.RemoveFixedIPRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	return m.RemoveFixedIPFromInstance(ctx, req.InstanceUUID, req.Address)
+}
+
+func (m *Manager) handleGetInstanceNWInfo(ctx context.Context, data []byte) (any, error) {
+	var req rpc.InstanceRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	inst, err := parseInstance(req.InstanceUUID)
+	if err != nil {
+		return nil, err
+	}
+	info, err := instanceNWInfo(ctx, m.pool, inst)
+	if err != nil {
+		return nil, err
+	}
+	if len(info.VIFs) == 0 {
+		return nil, rpc.Errorf(rpc.CodeNotFound, "instance %s has no network", inst)
+	}
+	return info, nil
+}
+
+type allocNet struct {
+	id    int64
+	label string
+	addr  netip.Addr // requested address, if any
+}
+
+// AllocateForInstance gives an instance one virtual interface with a fixed
+// IP on each of its networks, in one transaction. An instance that already
+// has interfaces gets them back unchanged, so a retried call is harmless.
+func (m *Manager) AllocateForInstance(ctx context.Context, req rpc.AllocateForInstanceRequest) (rpc.NetworkInfo, error) {
+	inst, err := parseInstance(req.InstanceUUID)
+	if err != nil {
+		return rpc.NetworkInfo{}, err
+	}
+	if err := checkProject(req.ProjectID, true); err != nil {
+		return rpc.NetworkInfo{}, err
+	}
+	if err := checkHost(req.Host); err != nil {
+		return rpc.NetworkInfo{}, err
+	}
+	macs := make([]string, len(req.MACs))
+	for i, s := range req.MACs {
+		if macs[i], err = parseMAC(s); err != nil {
+			return rpc.NetworkInfo{}, err
+		}
+	}
+	var info rpc.NetworkInfo
+	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
+			return err
+		}
+		var have bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM virtual_interfaces WHERE instance_uuid = $1)", inst).Scan(&have); err != nil {
+			return err
+		}
+		if !have {
+			nets, err := m.networksFor(ctx, tx, req.ProjectID, req.RequestedNetworks)
+			if err != nil {
+				return err
+			}
+			if len(macs) > 0 && len(macs) != len(nets) {
+				return badArg("macs", "%d MACs given for %d interfaces", len(macs), len(nets))
+			}
+			for i, n := range nets {
+				mac := ""
+				if len(macs) > 0 {
+					mac = macs[i]
+				}
+				if err := m.allocateOn(ctx, tx, inst, req.Host, n, mac); err != nil {
+					return err
+				}
+			}
+		}
+		info, err = instanceNWInfo(ctx, tx, inst)
+		return err
+	})
+	return info, err
+}
+
+// networksFor picks the networks of a new instance as nova-network did:
+// the requested ones; else in VLAN mode the project's networks, giving the
+// project a free network on its first allocation; else every network not
+// tied to a project.
+func (m *Manager) networksFor(ctx context.Context, tx pgx.Tx, project string, requested []rpc.RequestedNetwork) ([]allocNet, error) {
+	if len(requested) > 0 {
+		out := make([]allocNet, 0, len(requested))
+		seen := map[int64]bool{}
+		for _, r := range requested {
+			id, err := resolveNetwork(ctx, tx, r.Network)
+			if err != nil {
+				return nil, err
+			}
+			if seen[id] {
+				return nil, badArg("requested_networks", "network %q requested twice", r.Network)
+			}
+			seen[id] = true
+			n := allocNet{id: id}
+			var owner string
+			if err := tx.QueryRow(ctx, "SELECT label, coalesce(project_id, '') FROM networks WHERE id = $1", id).Scan(&n.label, &owner); err != nil {
+				return nil, err
+			}
+			if owner != "" && owner != project {
+				return nil, badArg("requested_networks", "network %s belongs to another project", n.label)
+			}
+			if r.Address != "" {
+				a, err := parseFixedAddr("address", r.Address)
+				if err != nil {
+					return nil, err
+				}
+				n.addr = a
+			}
+			out = append(out, n)
+		}
+		return out, nil
+	}
+	query := "SELECT id, label FROM networks WHERE project_id IS NULL ORDER BY priority NULLS LAST, id"
+	var args []any
+	if m.cfg.Mode == ModeVLAN {
+		query, args = "SELECT id, label FROM networks WHERE project_id = $1 ORDER BY priority NULLS LAST, id", []any{project}
+	}
+	nets, err := collectNets(ctx, tx, query, args...)
+	if err != nil || len(nets) > 0 {
+		return nets, err
+	}
+	if m.cfg.Mode != ModeVLAN {
+		return nil, rpc.Errorf(rpc.CodeNotFound, "no network to allocate from: create one with netadm network create")
+	}
+	// The project's first allocation: give it a free network, once.
+	if err := lockKey(ctx, tx, lockProject, project); err != nil {
+		return nil, err
+	}
+	if nets, err = collectNets(ctx, tx, query, args...); err != nil || len(nets) > 0 {
+		return nets, err
+	}
+	nets, err = collectNets(ctx, tx, `
+		UPDATE networks SET project_id = $1, updated_at = now()
+		WHERE id = (SELECT id FROM networks WHERE project_id IS NULL AND vlan IS NOT NULL
+			ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+		RETURNING id, label`, project)
+	if err != nil {
+		return nil, err
+	}
+	if len(nets) == 0 {
+		return nil, rpc.Errorf(rpc.CodeNoMoreNetworks, "no free network left for project %s: create more with netadm network create", project)
+	}
+	m.log.Info("network associated with project", zap.String("project", project), zap.String("network", nets[0].label))
+	return nets, nil
+}
+
+func collectNets(ctx context.Context, tx pgx.Tx, query string, args ...any) ([]allocNet, error) {
+	rows, err := tx.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (allocNet, error) {
+		var n allocNet
+		err := r.Scan(&n.id, &n.label)
+		return n, err
+	})
+}
+
+// allocateOn creates an interface on network n with a fixed IP, in one
+// statement: the interface row is only kept if an address was found. A
+// random MAC that collides is replaced, up to cfg.MACRetries times.
+func (m *Manager) allocateOn(ctx context.Context, tx pgx.Tx, inst, host string, n allocNet, mac string) error {
+	pick := `SELECT id FROM fixed_ips WHERE network_id = $3 AND ` + freeAddr + `
+		ORDER BY address LIMIT 1 FOR UPDATE SKIP LOCKED`
+	args := []any{nil, inst, n.id, nilIfEmpty(host)}
+	if n.addr.IsValid() {
+		pick = `SELECT id FROM fixed_ips WHERE network_id = $3 AND address = $5 AND ` + freeAddr + ` FOR UPDATE`
+		args = append(args, n.addr)
+	}
+	q := `
+		WITH ip AS (` + pick + `),
+		vif AS (
+			INSERT INTO virtual_interfaces (address, instance_uuid, network_id)
+			SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM ip)
+			ON CONFLICT (address) DO NOTHING
+			RETURNING id),
+		upd AS (
+			UPDATE fixed_ips f SET instance_uuid = $2, virtual_interface_id = vif.id, allocated = true,
+				host = $4, updated_at = now()
+			FROM vif, ip WHERE f.id = ip.id
+			RETURNING f.address)
+		SELECT EXISTS (SELECT 1 FROM ip), EXISTS (SELECT 1 FROM upd)`
+	tries := m.cfg.MACRetries
+	if mac != "" {
+		tries = 1
+	}
+	for i := 0; i < tries; i++ {
+		args[0] = mac
+		if mac == "" || i > 0 {
+			args[0] = randomMAC()
+		}
+		var found, done bool
+		if err := tx.QueryRow(ctx, q, args...).Scan(&found, &done); err != nil {
+			return err
+		}
+		switch {
+		case done:
+			return nil
+		case !found && n.addr.IsValid():
+			return m.whyNotFree(ctx, tx, n)
+		case !found:
+			return rpc.Errorf(rpc.CodeNoMoreAddresses, "network %s has no free fixed address", n.label)
+		}
+		// The MAC is taken: try another.
+		m.metrics.macCollisions.Inc()
+	}
+	if mac != "" {
+		return rpc.Errorf(rpc.CodeConflict, "MAC %s is already in use", mac)
+	}
+	return rpc.Errorf(rpc.CodeInternal, "no unique MAC after %d tries", tries)
+}
+
+// whyNotFree explains why a requested address could not be had.
+func (m *Manager) whyNotFree(ctx context.Context, tx pgx.Tx, n allocNet) error {
+	var reserved, used bool
+	err := tx.QueryRow(ctx, `SELECT reserved, NOT reserved FROM fixed_ips WHERE network_id = $1 AND address = $2`,
+		n.id, n.addr).Scan(&reserved, &used)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return badArg("address", "address %s is not in network %s", n.addr, n.label)
+	case err != nil:
+		return err
+	case reserved:
+		return rpc.Errorf(rpc.CodeConflict, "address %s of network %s is reserved", n.addr, n.label)
+	default:
+		return rpc.Errorf(rpc.CodeInUse, "address %s of network %s is in use", n.addr, n.label)
+	}
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// DeallocateForInstance removes an instance's interfaces. Its addresses
+// stay held, not allocated, until the DHCP release arrives or the
+// disassociate timeout passes. An instance with nothing allocated is not an
+// error, so retries are harmless.
+func (m *Manager) DeallocateForInstance(ctx context.Context, instance string) error {
+	inst, err := parseInstance(instance)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE fixed_ips SET allocated = false, virtual_interface_id = NULL, updated_at = now()
+			WHERE instance_uuid = $1 AND (allocated OR virtual_interface_id IS NOT NULL)`, inst); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "DELETE FROM virtual_interfaces WHERE instance_uuid = $1", inst)
+		return err
+	})
+}
+
+// AddFixedIPToInstance gives an instance one more interface, on network.
+func (m *Manager) AddFixedIPToInstance(ctx context.Context, req rpc.AddFixedIPRequest) (rpc.NetworkInfo, error) {
+	inst, err := parseInstance(req.InstanceUUID)
+	if err != nil {
+		return rpc.NetworkInfo{}, err
+	}
+	if err := checkHost(req.Host); err != nil {
+		return rpc.NetworkInfo{}, err
+	}
+	var info rpc.NetworkInfo
+	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
+			return err
+		}
+		id, err := resolveNetwork(ctx, tx, req.Network)
+		if err != nil {
+			return err
+		}
+		n := allocNet{id: id}
+		var has bool
+		if err := tx.QueryRow(ctx, `SELECT label, EXISTS (SELECT 1 FROM virtual_interfaces WHERE instance_uuid = $2 AND network_id = $1)
+			FROM networks WHERE id = $1`, id, inst).Scan(&n.label, &has); err != nil {
+			return err
+		}
+		if has {
+			return rpc.Errorf(rpc.CodeConflict, "instance %s already has an interface on network %s", inst, n.label)
+		}
+		if req.Address != "" {
+			if n.addr, err = parseFixedAddr("address", req.Address); err != nil {
+				return err
+			}
+		}
+		if err := m.allocateOn(ctx, tx, inst, req.Host, n, ""); err != nil {
+			return err
+		}
+		info, err = instanceNWInfo(ctx, tx, inst)
+		return err
+	})
+	return info, err
+}
+
+// RemoveFixedIPFromInstance frees one of an instance's addresses (held as
+// after deallocate) and removes its interface.
+func (m *Manager) RemoveFixedIPFromInstance(ctx context.Context, instance, address string) (rpc.NetworkInfo, error) {
+	inst, err := parseInstance(instance)
+	if err != nil {
+		return rpc.NetworkInfo{}, err
+	}
+	addr, err := parseFixedAddr("address", address)
+	if err != nil {
+		return rpc.NetworkInfo{}, err
+	}
+	var info rpc.NetworkInfo
+	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
+			return err
+		}
+		var vif *int64
+		err := tx.QueryRow(ctx, `UPDATE fixed_ips f SET allocated = false, virtual_interface_id = NULL, updated_at = now()
+			FROM fixed_ips old WHERE old.id = f.id AND f.address = $1 AND f.instance_uuid = $2 AND f.virtual_interface_id IS NOT NULL
+			RETURNING old.virtual_interface_id`, addr, inst).Scan(&vif)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return rpc.Errorf(rpc.CodeNotFound, "instance %s has no fixed address %s", inst, addr)
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM virtual_interfaces WHERE id = $1", vif); err != nil {
+			return err
+		}
+		info, err = instanceNWInfo(ctx, tx, inst)
+		return err
+	})
+	return info, err
+}
+
+// instanceNWInfo reads an instance's interfaces, networks and addresses.
+func instanceNWInfo(ctx context.Context, q querier, inst string) (rpc.NetworkInfo, error) {
+	rows, err := q.Query(ctx, `
+		SELECT v.id, v.uuid::text, v.address::text, n.id, n.uuid::text, n.label, coalesce(n.bridge, ''),
+			coalesce(n.bridge_interface, ''), coalesce(n.vlan, 0), n.multi_host, coalesce(n.mtu, 0), n.cidr::text,
+			coalesce(n.cidr_v6::text, ''), coalesce(n.host, ''),
+			array_remove(ARRAY[host(n.dns1), host(n.dns2)], NULL),
+			coalesce(host(f.address), ''), host(n.netmask), coalesce(host(n.gateway), ''), host(n.broadcast),
+			coalesce(host(n.dhcp_server), ''),
+			coalesce(ARRAY(SELECT host(fl.address) FROM floating_ips fl WHERE fl.fixed_ip_id = f.id ORDER BY fl.address), '{}')
+		FROM virtual_interfaces v
+		JOIN networks n ON n.id = v.network_id
+		LEFT JOIN fixed_ips f ON f.virtual_interface_id = v.id
+		WHERE v.instance_uuid = $1
+		ORDER BY v.id, f.address`, inst)
+	if err != nil {
+		return rpc.NetworkInfo{}, err
+	}
+	info := rpc.NetworkInfo{InstanceUUID: inst, VIFs: []rpc.VIF{}}
+	var (
+		v   rpc.VIF
+		ip  rpc.IPInfo
+		dns []string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&v.ID, &v.UUID, &v.MAC, &v.Network.ID, &v.Network.UUID, &v.Network.Label,
+		&v.Network.Bridge, &v.Network.BridgeInterface, &v.Network.VLAN, &v.Network.MultiHost, &v.Network.MTU,
+		&v.Network.CIDR, &v.Network.CIDRv6, &v.Network.Host, &dns, &ip.Address, &ip.Netmask, &ip.Gateway,
+		&ip.Broadcast, &ip.DHCPServer, &ip.FloatingIPs}, func() error {
+		if len(info.VIFs) == 0 || info.VIFs[len(info.VIFs)-1].ID != v.ID {
+			v.Network.DNS = dns
+			v.FixedIPs = []rpc.IPInfo{}
+			info.VIFs = append(info.VIFs, v)
+		}
+		if ip.Address != "" {
+			ip.DNS = dns
+			last := &info.VIFs[len(info.VIFs)-1]
+			last.FixedIPs = append(last.FixedIPs, ip)
+		}
+		v, ip, dns = rpc.VIF{}, rpc.IPInfo{}, nil
+		return nil
+	})
+	return info, err
+}
+
+// LeaseFixedIP records that DHCP handed out address.
+func (m *Manager) LeaseFixedIP(ctx context.Context, req rpc.AddressRequest) (rpc.FixedIP, error) {
+	addr, err := parseFixedAddr("address", req.Address)
+	if err != nil {
+		return rpc.FixedIP{}, err
+	}
+	var inst *string
+	var allocated bool
+	err = m.pool.QueryRow(ctx, `UPDATE fixed_ips SET leased = true, updated_at = now() WHERE address = $1
+		RETURNING instance_uuid::text, allocated`, addr).Scan(&inst, &allocated)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return rpc.FixedIP{}, rpc.Errorf(rpc.CodeNotFound, "fixed address %s not found", addr)
+	} else if err != nil {
+		return rpc.FixedIP{}, err
+	}
+	if inst == nil || !allocated {
+		m.log.Warn("lease of an address that is not allocated", zap.Stringer("address", addr), zap.String("mac", req.MAC))
+	}
+	return m.fixedIP(ctx, addr)
+}
+
+// ReleaseFixedIP records that DHCP released address; an address no longer
+// allocated to an instance becomes free.
+func (m *Manager) ReleaseFixedIP(ctx context.Context, req rpc.AddressRequest) (rpc.FixedIP, error) {
+	addr, err := parseFixedAddr("address", req.Address)
+	if err != nil {
+		return rpc.FixedIP{}, err
+	}
+	tag, err := m.pool.Exec(ctx, `UPDATE fixed_ips SET leased = false, updated_at = now(),
+			instance_uuid = CASE WHEN allocated THEN instance_uuid END,
+			host = CASE WHEN allocated THEN host END
+		WHERE address = $1`, addr)
+	if err != nil {
+		return rpc.FixedIP{}, err
+	}
+	if tag.RowsAffected() == 0 {
+		return rpc.FixedIP{}, rpc.Errorf(rpc.CodeNotFound, "fixed address %s not found", addr)
+	}
+	return m.fixedIP(ctx, addr)
+}
+
+// SweepStale frees addresses deallocated more than the disassociate
+// timeout ago whose DHCP release never came. It returns how many it freed.
+func (m *Manager) SweepStale(ctx context.Context) (int64, error) {
+	tag, err := m.pool.Exec(ctx, `UPDATE fixed_ips SET instance_uuid = NULL, host = NULL, leased = false, updated_at = now()
+		WHERE NOT allocated AND instance_uuid IS NOT NULL AND virtual_interface_id IS NULL
+			AND updated_at < now() - $1::interval`, m.cfg.DisassociateTimeout.String())
+	if err != nil {
+		return 0, err
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		m.log.Info("stale fixed IPs freed", zap.Int64("count", n), zap.Duration("timeout", m.cfg.DisassociateTimeout))
+	}
+	return tag.RowsAffected(), nil
+}
+
+// RunSweeper calls SweepStale every interval until ctx ends.
+func (m *Manager) RunSweeper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := m.SweepStale(ctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("sweep stale fixed IPs", zap.Error(err))
+			}
+		}
+	}
+}
+
+const fixedIPColumns = `host(f.address), f.network_id, n.label, coalesce(f.instance_uuid::text, ''),
+	coalesce(v.address::text, ''), coalesce(f.host, ''), f.allocated, f.leased, f.reserved, f.updated_at`
+
+const fixedIPFrom = ` FROM fixed_ips f JOIN networks n ON n.id = f.network_id
+	LEFT JOIN virtual_interfaces v ON v.id = f.virtual_interface_id `
+
+func scanFixedIP(r pgx.CollectableRow) (rpc.FixedIP, error) {
+	var f rpc.FixedIP
+	var updated time.Time
+	err := r.Scan(&f.Address, &f.NetworkID, &f.NetworkLabel, &f.InstanceUUID, &f.VIFAddress, &f.Host,
+		&f.Allocated, &f.Leased, &f.Reserved, &updated)
+	f.UpdatedAt = updated.UTC().Format(time.RFC3339)
+	return f, err
+}
+
+func (m *Manager) listFixedIPs(ctx context.Context, where string, args ...any) ([]rpc.FixedIP, error) {
+	rows, err := m.pool.Query(ctx, "SELECT "+fixedIPColumns+fixedIPFrom+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := pgx.CollectRows(rows, scanFixedIP)
+	if ips == nil {
+		ips = []rpc.FixedIP{}
+	}
+	return ips, err
+}
+
+func (m *Manager) fixedIP(ctx context.Context, addr netip.Addr) (rpc.FixedIP, error) {
+	ips, err := m.listFixedIPs(ctx, "WHERE f.address = $1", addr)
+	if err != nil {
+		return rpc.FixedIP{}, err
+	}
+	if len(ips) == 0 {
+		return rpc.FixedIP{}, rpc.Errorf(rpc.CodeNotFound, "fixed address %s not found", addr)
+	}
+	return ips[0], nil
+}
+
+func (m *Manager) handleLeaseFixedIP(ctx context.Context, data []byte) (any, error) {
+	var req rpc.AddressRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	return m.LeaseFixedIP(ctx, req)
+}
+
+func (m *Manager) handleReleaseFixedIP(ctx context.Context, data []byte) (any, error) {
+	var req rpc.AddressRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	return m.ReleaseFixedIP(ctx, req)
+}
+
+func (m *Manager) handleGetFixedIPByAddress(ctx context.Context, data []byte) (any, error) {
+	var req rpc.AddressRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	addr, err := parseFixedAddr("address", req.Address)
+	if err != nil {
+		return nil, err
+	}
+	return m.fixedIP(ctx, addr)
+}
+
+func (m *Manager) handleGetFixedIPsByInstance(ctx context.Context, data []byte) (any, error) {
+	var req rpc.InstanceRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	inst, err := parseInstance(req.InstanceUUID)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := m.listFixedIPs(ctx, "WHERE f.instance_uuid = $1 ORDER BY f.address", inst)
+	if err != nil {
+		return nil, err
+	}
+	if len(ips) == 0 {
+		return nil, rpc.Errorf(rpc.CodeNotFound, "instance %s has no fixed address", inst)
+	}
+	return rpc.FixedIPsReply{FixedIPs: ips}, nil
+}
+
+// maxListFixedIPs bounds one list_fixed_ips reply.
+const maxListFixedIPs = 10000
+
+func (m *Manager) handleListFixedIPs(ctx context.Context, data []byte) (any, error) {
+	var req rpc.ListFixedIPsRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	if req.Limit < 0 || req.Limit > maxListFixedIPs {
+		return nil, badArg("limit", "limit %d: want 1 to %d", req.Limit, maxListFixedIPs)
+	}
+	if req.Limit == 0 {
+		req.Limit = 1000
+	}
+	var netID *int64
+	if req.Network != "" {
+		id, err := resolveNetwork(ctx, m.pool, req.Network)
+		if err != nil {
+			return nil, err
+		}
+		netID = &id
+	}
+	var inst *string
+	if req.Instance != "" {
+		s, err := parseInstance(req.Instance)
+		if err != nil {
+			return nil, err
+		}
+		inst = &s
+	}
+	ips, err := m.listFixedIPs(ctx, `WHERE ($1::bigint IS NULL OR f.network_id = $1)
+		AND ($2::uuid IS NULL OR f.instance_uuid = $2)
+		AND ($3 OR f.instance_uuid IS NOT NULL OR f.allocated OR f.leased OR f.reserved)
+		ORDER BY f.address LIMIT $4`, netID, inst, req.All, req.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return rpc.FixedIPsReply{FixedIPs: ips}, nil
+}
+
+func (m *Manager) handleReserveFixedIP(ctx context.Context, data []byte) (any, error) {
+	return m.setReserved(ctx, data, true)
+}
+
+func (m *Manager) handleUnreserveFixedIP(ctx context.Context, data []byte) (any, error) {
+	return m.setReserved(ctx, data, false)
+}
+
+// setReserved reserves a free address or unreserves one; doing it twice is
+// not an error. An address in use cannot be reserved, and a network's own
+// addresses (network, gateway, broadcast, VPN, DHCP server) stay reserved.
+func (m *Manager) setReserved(ctx context.Context, data []byte, reserve bool) (any, error) {
+	var req rpc.AddressRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	addr, err := parseFixedAddr("address", req.Address)
+	if err != nil {
+		return nil, err
+	}
+	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		var (
+			inst          *string
+			allocated     bool
+			leased, infra bool
+			label         string
+		)
+		err := tx.QueryRow(ctx, `SELECT f.instance_uuid::text, f.allocated, f.leased, n.label,
+				f.address IN (host(n.cidr)::inet, n.broadcast, coalesce(n.gateway, '0.0.0.0'),
+					coalesce(n.vpn_private_address, '0.0.0.0'), coalesce(n.dhcp_server, '0.0.0.0'))
+			FROM fixed_ips f JOIN networks n ON n.id = f.network_id WHERE f.address = $1 FOR UPDATE OF f`, addr).
+			Scan(&inst, &allocated, &leased, &label, &infra)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return rpc.Errorf(rpc.CodeNotFound, "fixed address %s not found", addr)
+		case err != nil:
+			return err
+		case reserve && (inst != nil || allocated || leased):
+			owner := "leased"
+			if inst != nil {
+				owner = "held by instance " + *inst
+			}
+			return rpc.Errorf(rpc.CodeInUse, "fixed address %s is %s", addr, owner)
+		case !reserve && infra:
+			return rpc.Errorf(rpc.CodeConflict, "fixed address %s is the network, gateway, broadcast, VPN or DHCP address of network %s and stays reserved", addr, label)
+		}
+		_, err = tx.Exec(ctx, "UPDATE fixed_ips SET reserved = $2, updated_at = now() WHERE address = $1", addr, reserve)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m.fixedIP(ctx, addr)
+}
