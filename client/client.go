@@ -98,3 +98,84 @@ func (c *Client) DeleteNetwork(ctx context.Context, ref string) (rpc.Network, er
 	err := c.Call(ctx, rpc.MethodDeleteNetwork, rpc.NetworkRef{Network: ref}, &n)
 	return n, err
 }
+
+// AllocateForInstance gives an instance its network; retrying it returns
+// the same interfaces.
+func (c *Client) AllocateForInstance(ctx context.Context, req rpc.AllocateForInstanceRequest) (rpc.NetworkInfo, error) {
+	var r rpc.NetworkInfo
+	err := c.Call(ctx, rpc.MethodAllocateForInstance, req, &r)
+	return r, err
+}
+
+// DeallocateForInstance removes an instance's interfaces; its addresses
+// are held until their DHCP release or the disassociate timeout.
+func (c *Client) DeallocateForInstance(ctx context.Context, instanceUUID string) error {
+	return c.Call(ctx, rpc.MethodDeallocateForInstance, rpc.InstanceRequest{InstanceUUID: instanceUUID}, nil)
+}
+
+// AddFixedIPToInstance adds an interface on a network to an instance.
+func (c *Client) AddFixedIPToInstance(ctx context.Context, req rpc.AddFixedIPRequest) (rpc.NetworkInfo, error) {
+	var r rpc.NetworkInfo
+	err := c.Call(ctx, rpc.MethodAddFixedIPToInstance, req, &r)
+	return r, err
+}
+
+// RemoveFixedIPFromInstance removes one fixed address and its interface.
+func (c *Client) RemoveFixedIPFromInstance(ctx context.Context, instanceUUID, address string) (rpc.NetworkInfo, error) {
+	var r rpc.NetworkInfo
+	err := c.Call(ctx, rpc.MethodRemoveFixedIPFromInstance, rpc.RemoveFixedIPRequest{InstanceUUID: instanceUUID, Address: address}, &r)
+	return r, err
+}
+
+// InstanceNWInfo returns an instance's interfaces and addresses.
+func (c *Client) InstanceNWInfo(ctx context.Context, instanceUUID string) (rpc.NetworkInfo, error) {
+	var r rpc.NetworkInfo
+	err := c.Call(ctx, rpc.MethodGetInstanceNWInfo, rpc.InstanceRequest{InstanceUUID: instanceUUID}, &r)
+	return r, err
+}
+
+// addressCall calls a method that takes an address and returns a FixedIP.
+func (c *Client) addressCall(ctx context.Context, method string, req rpc.AddressRequest) (rpc.FixedIP, error) {
+	var r rpc.FixedIP
+	err := c.Call(ctx, method, req, &r)
+	return r, err
+}
+
+// LeaseFixedIP reports a DHCP lease of an address.
+func (c *Client) LeaseFixedIP(ctx context.Context, req rpc.AddressRequest) (rpc.FixedIP, error) {
+	return c.addressCall(ctx, rpc.MethodLeaseFixedIP, req)
+}
+
+// ReleaseFixedIP reports a DHCP release of an address.
+func (c *Client) ReleaseFixedIP(ctx context.Context, req rpc.AddressRequest) (rpc.FixedIP, error) {
+	return c.addressCall(ctx, rpc.MethodReleaseFixedIP, req)
+}
+
+// FixedIP looks up one fixed address.
+func (c *Client) FixedIP(ctx context.Context, address string) (rpc.FixedIP, error) {
+	return c.addressCall(ctx, rpc.MethodGetFixedIPByAddress, rpc.AddressRequest{Address: address})
+}
+
+// ReserveFixedIP keeps a free address from being handed out.
+func (c *Client) ReserveFixedIP(ctx context.Context, address string) (rpc.FixedIP, error) {
+	return c.addressCall(ctx, rpc.MethodReserveFixedIP, rpc.AddressRequest{Address: address})
+}
+
+// UnreserveFixedIP makes a reserved address available again.
+func (c *Client) UnreserveFixedIP(ctx context.Context, address string) (rpc.FixedIP, error) {
+	return c.addressCall(ctx, rpc.MethodUnreserveFixedIP, rpc.AddressRequest{Address: address})
+}
+
+// FixedIPsByInstance lists an instance's fixed addresses, held ones included.
+func (c *Client) FixedIPsByInstance(ctx context.Context, instanceUUID string) ([]rpc.FixedIP, error) {
+	var r rpc.FixedIPsReply
+	err := c.Call(ctx, rpc.MethodGetFixedIPsByInstance, rpc.InstanceRequest{InstanceUUID: instanceUUID}, &r)
+	return r.FixedIPs, err
+}
+
+// ListFixedIPs lists fixed addresses: those in use or reserved, or all.
+func (c *Client) ListFixedIPs(ctx context.Context, req rpc.ListFixedIPsRequest) ([]rpc.FixedIP, error) {
+	var r rpc.FixedIPsReply
+	err := c.Call(ctx, rpc.MethodListFixedIPs, req, &r)
+	return r.FixedIPs, err
+}

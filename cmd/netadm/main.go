@@ -122,7 +122,7 @@ Exit status: 0 on success, 1 when the manager refuses or fails the request,
 		"NATS server URL(s), comma-separated (env NOVANET_NATS_URL)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the manager")
-	root.AddCommand(newNetworkCmd(a))
+	root.AddCommand(newNetworkCmd(a), newFixedCmd(a))
 	return root
 }
 
@@ -368,6 +368,88 @@ func (a *app) printNetwork(n rpc.Network) error {
 			n.FixedIPs.Total, n.FixedIPs.Reserved, n.FixedIPs.InUse, n.FixedIPs.Free)},
 	} {
 		fmt.Fprintf(w, "%s\t%s\n", kv[0], kv[1])
+	}
+	return w.Flush()
+}
+
+func newFixedCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "fixed",
+		Short: "List, reserve and unreserve fixed IPs",
+	}
+	var req rpc.ListFixedIPsRequest
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List fixed IPs that are in use, held or reserved (all with --all)",
+		Long: `List fixed IPs. By default only those that are allocated to an instance,
+held after deallocation (until their DHCP release or the disassociate
+timeout), leased or reserved; --all lists free ones too.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, done, err := a.client()
+			if err != nil {
+				return err
+			}
+			defer done()
+			ips, err := c.ListFixedIPs(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return a.printFixedIPs(ips)
+		},
+	}
+	lf := list.Flags()
+	lf.StringVar(&req.Network, "network", "", "only this network (id, UUID, CIDR or label)")
+	lf.StringVar(&req.Instance, "instance", "", "only this instance's addresses")
+	lf.BoolVar(&req.All, "all", false, "free addresses too")
+	lf.IntVar(&req.Limit, "limit", 1000, "at most this many (up to 10000)")
+	reserve := func(use, short, long string, call func(*client.Client, context.Context, string) (rpc.FixedIP, error)) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " ADDRESS",
+			Short: short,
+			Long:  long,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, done, err := a.client()
+				if err != nil {
+					return err
+				}
+				defer done()
+				ip, err := call(c, cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return a.printFixedIPs([]rpc.FixedIP{ip})
+			},
+		}
+	}
+	cmd.AddCommand(list,
+		reserve("reserve", "Keep a free fixed IP from being handed out",
+			`Reserve a fixed IP so that it is never allocated to an instance. Reserving
+an address that is already reserved is not an error; one that is in use or
+held is refused.`, (*client.Client).ReserveFixedIP),
+		reserve("unreserve", "Make a reserved fixed IP available again",
+			`Unreserve a fixed IP. The network, gateway, broadcast, VPN and DHCP server
+addresses of a network stay reserved and are refused.`, (*client.Client).UnreserveFixedIP))
+	return cmd
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "-"
+}
+
+func (a *app) printFixedIPs(ips []rpc.FixedIP) error {
+	if a.output == "json" {
+		return a.printJSON(rpc.FixedIPsReply{FixedIPs: ips})
+	}
+	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "ADDRESS\tNETWORK\tINSTANCE\tMAC\tHOST\tALLOCATED\tLEASED\tRESERVED")
+	for _, f := range ips {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Address, f.NetworkLabel, dash(f.InstanceUUID),
+			dash(f.VIFAddress), dash(f.Host), yesNo(f.Allocated), yesNo(f.Leased), yesNo(f.Reserved))
 	}
 	return w.Flush()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"novanet/client"
 	"novanet/internal/pgtest"
 	"novanet/internal/testenv"
 	"novanet/manager"
@@ -337,4 +339,57 @@ func TestTwoReplicas(t *testing.T) {
 			t.Errorf("replica %s %s answered no request", s.ID, s.Version)
 		}
 	}
+}
+
+func TestFixedReserveList(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	createJSON(t, env, "10.0.0.0/28", "1", "16")
+	out := mustNetadm(t, env, "fixed", "reserve", "10.0.0.5")
+	if !regexp.MustCompile(`(?m)^10\.0\.0\.5 +private +- +- +- +- +- +yes$`).MatchString(out) {
+		t.Errorf("reserve printed:\n%s", out)
+	}
+	mustNetadm(t, env, "fixed", "reserve", "10.0.0.5") // idempotent
+	out = mustNetadm(t, env, "fixed", "list")
+	var addrs []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		addrs = append(addrs, strings.Fields(l)[0])
+	}
+	if fmt.Sprint(addrs) != "[10.0.0.0 10.0.0.1 10.0.0.5 10.0.0.15]" {
+		t.Errorf("fixed list: %v\n%s", addrs, out)
+	}
+	if code, _, errs := netadm(t, env, "fixed", "unreserve", "10.0.0.1"); code != 1 || !strings.Contains(errs, "stays reserved") {
+		t.Errorf("unreserve gateway: %d %q", code, errs)
+	}
+	if code, _, errs := netadm(t, env, "fixed", "reserve", "10.0.0.99"); code != 1 || !strings.Contains(errs, "not_found: fixed address 10.0.0.99 not found") {
+		t.Errorf("reserve unknown: %d %q", code, errs)
+	}
+	mustNetadm(t, env, "fixed", "unreserve", "10.0.0.5")
+	var r rpc.FixedIPsReply
+	if err := json.Unmarshal([]byte(mustNetadm(t, env, "fixed", "list", "--all", "-o", "json")), &r); err != nil || len(r.FixedIPs) != 16 || r.FixedIPs[5].Reserved {
+		t.Errorf("fixed list --all: %d (%v)", len(r.FixedIPs), err)
+	}
+}
+
+// FuzzArgs runs netadm's command line parsing on arbitrary arguments with
+// a dialer that never connects: it must not panic, and must exit 0 (help),
+// 1 (the refused dial) or 2 (usage).
+func FuzzArgs(f *testing.F) {
+	f.Add("network\x00create\x0010.0.0.0/8\x003\x0016")
+	f.Add("network\x00create\x0010.0.0.0/8\x00x\x0016\x00--vlan-start\x00-1")
+	f.Add("fixed\x00reserve\x0010.0.0.1\x00-o\x00json")
+	f.Add("network\x00list\x00--help")
+	f.Fuzz(func(t *testing.T, joined string) {
+		args := strings.Split(joined, "\x00")
+		noDial := func(string, time.Duration) (*client.Client, func(), error) {
+			return nil, nil, errors.New("no NATS while fuzzing")
+		}
+		var out, errb bytes.Buffer
+		code := run(context.Background(), args, &out, &errb, func(string) string { return "" }, noDial)
+		if code != 0 && code != 1 && code != 2 {
+			t.Fatalf("exit %d for %q", code, args)
+		}
+		if code != 0 && errb.Len() == 0 {
+			t.Fatalf("exit %d without a message for %q", code, args)
+		}
+	})
 }

@@ -53,6 +53,8 @@ type options struct {
 	migrate      bool
 	mode         string
 	workers      int
+	disassociate time.Duration
+	sweepEvery   time.Duration
 	dbMaxConns   int
 	logLevel     string
 	logFormat    string
@@ -122,6 +124,9 @@ NATS reachable) and /metrics (Prometheus).`,
 	f.BoolVar(&o.migrate, "migrate", false, "apply pending database migrations at start")
 	f.StringVar(&o.mode, "network-mode", "flatdhcp", "network mode of the deployment: flat, flatdhcp or vlan")
 	f.IntVar(&o.workers, "workers", 64, "requests this replica handles at once")
+	f.DurationVar(&o.disassociate, "disassociate-timeout", 10*time.Minute,
+		"free a deallocated fixed IP whose DHCP release never came after this long")
+	f.DurationVar(&o.sweepEvery, "sweep-interval", time.Minute, "how often to look for such fixed IPs")
 	envflags.Annotate(f, envPrefix)
 
 	migrate := &cobra.Command{
@@ -286,10 +291,17 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m, err := manager.New(pool, log, manager.Config{Mode: mode, Workers: o.workers, Version: version}, reg)
+	if o.disassociate <= 0 || o.sweepEvery <= 0 {
+		return fmt.Errorf("--disassociate-timeout and --sweep-interval must be positive")
+	}
+	m, err := manager.New(pool, log, manager.Config{Mode: mode, Workers: o.workers, Version: version,
+		DisassociateTimeout: o.disassociate}, reg)
 	if err != nil {
 		return err
 	}
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	go m.RunSweeper(sweepCtx, o.sweepEvery)
 	// Requests under way finish on shutdown: their context is not ctx.
 	svc, err := m.Serve(context.WithoutCancel(ctx), nc)
 	if err != nil {

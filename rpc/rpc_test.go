@@ -1,0 +1,96 @@
+package rpc
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// requestTypes are every request body the manager decodes.
+func requestTypes() []any {
+	return []any{
+		&CreateNetworksRequest{}, &GetAllNetworksRequest{}, &NetworkRef{},
+		&AllocateForInstanceRequest{}, &InstanceRequest{}, &AddFixedIPRequest{},
+		&RemoveFixedIPRequest{}, &AddressRequest{}, &ListFixedIPsRequest{},
+	}
+}
+
+func TestDecode(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string // error substring, "" for success
+	}{
+		{``, ""},
+		{`  `, ""},
+		{`{"cidr":"10.0.0.0/8","num_networks":3,"network_size":16}`, ""},
+		{`{"cidr":"10.0.0.0/8","bogus":1}`, `unknown field "bogus"`},
+		{`{"num_networks":"3"}`, `field "num_networks": want int, got JSON string`},
+		{`[1,2]`, `want a JSON object, got JSON array`},
+		{`{"cidr":"a"} {}`, `trailing data`},
+		{`{"cidr":`, `unexpected EOF`},
+		{strings.Repeat(" ", MaxRequestBytes+1), `larger than`},
+	} {
+		var req CreateNetworksRequest
+		err := Decode([]byte(tc.in), &req)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("Decode(%.40q) = %v", tc.in, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Decode(%.40q) = %v, want invalid_argument with %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestErrorIs(t *testing.T) {
+	err := error(Errorf(CodeNotFound, "network %q not found", "x"))
+	if !errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
+		t.Errorf("errors.Is mismatch for %v", err)
+	}
+	for _, c := range []Code{CodeInvalidArgument, CodeNotFound, CodeConflict, CodeUnavailable, CodeInternal} {
+		if got := CodeForStatus(strconv.Itoa(c.Status())); got != c {
+			t.Errorf("CodeForStatus(%d) = %s, want %s", c.Status(), got, c)
+		}
+	}
+}
+
+// FuzzDecode feeds arbitrary bytes to every request decoder: each either
+// fails with invalid_argument or yields a value that survives a JSON round
+// trip unchanged.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{}`, `{"cidr":"10.0.0.0/8","num_networks":3,"network_size":16,"enable_dhcp":false,"priority":1}`,
+		`{"instance_uuid":"6f1c3c1e-3f7a-4c2b-9d61-1f0e5c6b7a80","project_id":"p","requested_networks":[{"network":"1","address":"10.0.0.5"}],"macs":["02:00:00:00:00:01"]}`,
+		`{"address":"10.0.0.2","mac":"02:00:00:00:00:01"}`, `{"network":"private_0"}`, `{"all":true,"limit":5}`,
+		`null`, `[]`, `"x"`, `{"a":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, v := range requestTypes() {
+			err := Decode(data, v)
+			if err != nil {
+				if !errors.Is(err, ErrInvalidArgument) {
+					t.Fatalf("%T: error %v is not invalid_argument", v, err)
+				}
+				continue
+			}
+			again := reflect.New(reflect.TypeOf(v).Elem()).Interface()
+			b, err := json.Marshal(v)
+			if err != nil {
+				t.Fatalf("%T: re-encode: %v", v, err)
+			}
+			if err := Decode(b, again); err != nil {
+				t.Fatalf("%T: decode of own encoding %s: %v", v, b, err)
+			}
+			if !reflect.DeepEqual(v, again) {
+				t.Fatalf("%T: round trip changed %+v to %+v", v, v, again)
+			}
+		}
+	})
+}
