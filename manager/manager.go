@@ -148,7 +148,7 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("no handler for method %s", name)
 		}
-		if err := g.AddEndpoint(name, m.dispatch(ctx, name, h)); err != nil {
+		if err := g.AddEndpoint(name, m.dispatch(ctx, nc, name, h)); err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("add endpoint %s: %w", name, err)
 		}
@@ -165,9 +165,13 @@ func (s *Service) Stop() error {
 
 // dispatch turns a handler into a micro.Handler that runs each request on
 // its own goroutine, at most cfg.Workers at a time across all endpoints: the
-// endpoint's subscription only waits when every worker is busy.
-func (m *Manager) dispatch(ctx context.Context, method string, h handlerFunc) micro.Handler {
+// endpoint's subscription only waits when every worker is busy. The reply
+// is published on nc directly: micro's request object is not safe to use
+// once its handler has returned, so $SRV.STATS counts requests but not
+// errors (the Prometheus metrics have both).
+func (m *Manager) dispatch(ctx context.Context, nc *nats.Conn, method string, h handlerFunc) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
+		reply, data := req.Reply(), req.Data()
 		m.sem <- struct{}{}
 		m.wg.Add(1)
 		go func() {
@@ -175,17 +179,24 @@ func (m *Manager) dispatch(ctx context.Context, method string, h handlerFunc) mi
 			start := time.Now()
 			rctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
 			defer cancel()
-			res, err := h(rctx, req.Data())
+			res, err := h(rctx, data)
 			code := "ok"
+			msg := &nats.Msg{Subject: reply}
+			if err == nil {
+				msg.Data, err = json.Marshal(res)
+			}
 			if err != nil {
 				e := m.toRPCError(method, err)
 				code = string(e.Code)
-				body, _ := json.Marshal(e)
-				if rerr := req.Error(strconv.Itoa(e.Code.Status()), e.Message, body); rerr != nil {
-					m.log.Warn("reply", zap.String("method", method), zap.Error(rerr))
+				msg.Data, _ = json.Marshal(e)
+				msg.Header = nats.Header{}
+				msg.Header.Set(rpc.HeaderErrorCode, strconv.Itoa(e.Code.Status()))
+				msg.Header.Set(rpc.HeaderError, e.Message)
+			}
+			if reply != "" {
+				if perr := nc.PublishMsg(msg); perr != nil {
+					m.log.Warn("reply", zap.String("method", method), zap.Error(perr))
 				}
-			} else if rerr := req.RespondJSON(res); rerr != nil {
-				m.log.Warn("reply", zap.String("method", method), zap.Error(rerr))
 			}
 			m.metrics.observe(method, code, time.Since(start))
 		}()
