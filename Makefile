@@ -11,10 +11,10 @@ PREFIX ?= /usr/local
 PG_VERSION ?= $(shell ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
 PG_CLUSTER ?= novanet
 PG_PORT ?= 5439
-DATABASE_URL ?= postgres://novanet@127.0.0.1:$(PG_PORT)/novanet?sslmode=disable
+DATABASE_URL ?= postgres://novanet:novanet@127.0.0.1:$(PG_PORT)/novanet?sslmode=disable
 FUZZTIME ?= 20s
 
-.PHONY: help build test vet fmt-check unit race run db db-stop bench fuzz install clean
+.PHONY: help build test vet fmt-check run db db-stop bench fuzz install clean
 
 help:
 	@echo "make build     build $(CMDS) into $(BIN)/"
@@ -54,11 +54,16 @@ db-stop:
 
 run: build db
 	@echo "network-manager: NATS on nats://127.0.0.1:4222, health on http://127.0.0.1:9696; try: $(BIN)/netadm network create 10.0.0.0/8 3 16"
-	NOVANET_DATABASE_URL='postgres://novanet:novanet@127.0.0.1:$(PG_PORT)/novanet?sslmode=disable' \
+	NOVANET_DATABASE_URL='$(DATABASE_URL)' \
 		$(BIN)/network-manager serve --migrate --log-format console
 
+# Allocation and network creation against pgbench and a bulk INSERT; then
+# iptables-restore against go-iptables rule by rule (root: makes a namespace).
+BENCH_SECONDS ?= 8
 bench:
-	$(GO) run ./bench/manager
+	$(GO) run ./bench/manager -seconds $(BENCH_SECONDS)
+	@if [ "$$(id -u)" = 0 ]; then $(GO) run ./bench/iptables; \
+	else echo "bench/iptables skipped: needs root to create a network namespace"; fi
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
@@ -68,10 +73,13 @@ fuzz:
 
 install: build
 	install -D -m 0755 -t $(PREFIX)/bin $(addprefix $(BIN)/,$(CMDS))
+	install -D -m 0644 -t $(PREFIX)/share/doc/novanet README.md
 	install -D -m 0644 -t /etc/systemd/system deploy/systemd/*.service
+	id novanet >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin novanet
 	install -d -m 0755 /etc/novanet
 	@for f in network-manager network-host; do \
-		[ -e /etc/novanet/$$f.env ] || install -m 0640 deploy/$$f.env.example /etc/novanet/$$f.env; done
+		[ -e /etc/novanet/$$f.env ] || install -m 0640 -g novanet deploy/$$f.env.example /etc/novanet/$$f.env; done
+	@if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 clean:
 	rm -rf $(BIN)

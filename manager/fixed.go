@@ -224,8 +224,9 @@ func collectNets(ctx context.Context, tx pgx.Tx, query string, args ...any) ([]a
 // statement: the interface row is only kept if an address was found. A
 // random MAC that collides is replaced, up to cfg.MACRetries times.
 func (m *Manager) allocateOn(ctx context.Context, tx pgx.Tx, inst, host string, n allocNet, mac string) error {
+	// The ORDER BY matches fixed_ips_free_idx (see the migration).
 	pick := `SELECT id FROM fixed_ips WHERE network_id = $3 AND ` + freeAddr + `
-		ORDER BY address LIMIT 1 FOR UPDATE SKIP LOCKED`
+		ORDER BY address - '0.0.0.0'::inet LIMIT 1 FOR UPDATE SKIP LOCKED`
 	args := []any{nil, inst, n.id, nilIfEmpty(host)}
 	if n.addr.IsValid() {
 		pick = `SELECT id FROM fixed_ips WHERE network_id = $3 AND address = $5 AND ` + freeAddr + ` FOR UPDATE`
@@ -407,7 +408,9 @@ func instanceNWInfo(ctx context.Context, q querier, inst string) (rpc.NetworkInf
 			coalesce(ARRAY(SELECT host(fl.address) FROM floating_ips fl WHERE fl.fixed_ip_id = f.id ORDER BY fl.address), '{}')
 		FROM virtual_interfaces v
 		JOIN networks n ON n.id = v.network_id
-		LEFT JOIN fixed_ips f ON f.virtual_interface_id = v.id
+		-- OFFSET 0 keeps this a per-interface index lookup: a generic plan
+		-- may otherwise hash-join every fixed IP.
+		LEFT JOIN LATERAL (SELECT id, address FROM fixed_ips WHERE virtual_interface_id = v.id OFFSET 0) f ON true
 		WHERE v.instance_uuid = $1
 		ORDER BY v.id, f.address`, inst)
 	if err != nil {

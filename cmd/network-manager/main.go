@@ -37,7 +37,7 @@ const envPrefix = "NOVANET_"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv, nil)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv, nil)
 	stop()
 	os.Exit(code)
 }
@@ -60,8 +60,8 @@ type options struct {
 	logFormat    string
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, ready readyFunc) int {
-	root := newRoot(getenv, ready)
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool), ready readyFunc) int {
+	root := newRoot(lookupEnv, ready)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	return 0
 }
 
-func newRoot(getenv func(string) string, ready readyFunc) *cobra.Command {
+func newRoot(lookupEnv func(string) (string, bool), ready readyFunc) *cobra.Command {
 	var o options
 	root := &cobra.Command{
 		Use:   "network-manager",
@@ -89,14 +89,15 @@ NOVANET_DATABASE_URL, --nats-url from NOVANET_NATS_URL, and so on.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return envflags.Apply(cmd.Flags(), envPrefix, getenv)
+			return envflags.Apply(cmd.Flags(), envPrefix, lookupEnv)
 		},
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL, e.g. postgres://novanet@localhost/novanet (required)")
 	pf.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
-	pf.IntVar(&o.dbMaxConns, "db-max-conns", 32, "most database connections this replica opens")
+	pf.IntVar(&o.dbMaxConns, "db-max-conns", 8,
+		"most database connections this replica opens; a few per database core serve best, more only contend")
 
 	serve := &cobra.Command{
 		Use:   "serve",

@@ -80,7 +80,11 @@ CREATE TABLE fixed_ips (
     CONSTRAINT fixed_ips_reserved_unused CHECK (NOT (reserved AND instance_uuid IS NOT NULL)),
     CONSTRAINT fixed_ips_vif_has_instance CHECK (virtual_interface_id IS NULL OR instance_uuid IS NOT NULL)
 );
-CREATE INDEX fixed_ips_network_free_idx ON fixed_ips (network_id, address)
+-- Free addresses of a network in address order. Allocation orders by the
+-- same expression, which no other index provides, so the planner always
+-- takes this index: ordering by plain address could pick the unique index
+-- on address and walk every allocated address before a free one.
+CREATE INDEX fixed_ips_free_idx ON fixed_ips (network_id, (address - '0.0.0.0'::inet))
     WHERE instance_uuid IS NULL AND NOT reserved AND NOT leased AND NOT allocated;
 CREATE INDEX fixed_ips_instance_idx ON fixed_ips (instance_uuid) WHERE instance_uuid IS NOT NULL;
 CREATE INDEX fixed_ips_vif_idx ON fixed_ips (virtual_interface_id) WHERE virtual_interface_id IS NOT NULL;

@@ -32,13 +32,13 @@ const template = "novanet_test_template"
 
 var (
 	mu      sync.Mutex
-	srv     *server
+	srv     *Server
 	srvErr  error
 	counter atomic.Int64
 )
 
-// server is one PostgreSQL server used by every test of a package.
-type server struct {
+// Server is one PostgreSQL server used by every test of a package.
+type Server struct {
 	adminURL string
 	cmd      *exec.Cmd // nil when the server is not ours
 	exited   chan error
@@ -52,7 +52,7 @@ func Main(m *testing.M) int {
 	mu.Lock()
 	defer mu.Unlock()
 	if srv != nil {
-		srv.stop()
+		srv.Stop()
 	}
 	return code
 }
@@ -68,32 +68,65 @@ func NewDB(t testing.TB) (*pgxpool.Pool, string) {
 	}
 	ctx := context.Background()
 	name := fmt.Sprintf("novanet_test_%d_%d", os.Getpid(), counter.Add(1))
-	admin, err := pgx.Connect(ctx, s.adminURL)
+	dbURL, err := s.CreateDatabase(ctx, name)
 	if err != nil {
-		t.Fatalf("postgres: %v", err)
+		t.Fatal(err)
 	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+template); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
-	}
-	dbURL := withDatabase(s.adminURL, name)
 	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
 		t.Fatalf("pool: %v", err)
 	}
 	t.Cleanup(func() {
 		pool.Close()
-		c, err := pgx.Connect(ctx, s.adminURL)
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
+		if err := s.DropDatabase(ctx, name); err != nil {
+			t.Error(err)
 		}
 	})
 	return pool, dbURL
+}
+
+// Start returns a server for a program that is not a test (benchmarks):
+// the same choice of server as for tests. Call Stop when done.
+func Start() (*Server, error) {
+	s, err := start()
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareTemplate(s.adminURL); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// AdminURL is a superuser connection URL for the server.
+func (s *Server) AdminURL() string { return s.adminURL }
+
+// CreateDatabase makes database name, with the schema applied, and returns
+// its URL.
+func (s *Server) CreateDatabase(ctx context.Context, name string) (string, error) {
+	admin, err := pgx.Connect(ctx, s.adminURL)
+	if err != nil {
+		return "", fmt.Errorf("postgres: %w", err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+template); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	return withDatabase(s.adminURL, name), nil
+}
+
+// DropDatabase removes database name, disconnecting its sessions.
+func (s *Server) DropDatabase(ctx context.Context, name string) error {
+	c, err := pgx.Connect(ctx, s.adminURL)
+	if err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
 }
 
 // AdminURL returns the URL of a superuser connection to the server.
@@ -106,7 +139,7 @@ func AdminURL(t testing.TB) string {
 	return s.adminURL
 }
 
-func get() (*server, error) {
+func get() (*Server, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	if srv != nil || srvErr != nil {
@@ -171,20 +204,20 @@ func prepareTemplate(adminURL string) error {
 	return migrations.Up(ctx, pool)
 }
 
-func start() (*server, error) {
+func start() (*Server, error) {
 	if u := os.Getenv("NOVANET_TEST_DATABASE_URL"); u != "" {
-		return &server{adminURL: u}, nil
+		return &Server{adminURL: u}, nil
 	}
 	if os.Getenv("PGHOST") != "" || os.Getenv("PGPORT") != "" {
 		// pg_virtualenv and friends: libpq environment.
-		return &server{adminURL: "postgres:///postgres"}, nil
+		return &Server{adminURL: "postgres:///postgres"}, nil
 	}
 	return startLocal()
 }
 
 // startLocal runs initdb and postgres from Debian's packages in a temporary
 // directory, listening only on a Unix socket there.
-func startLocal() (*server, error) {
+func startLocal() (*Server, error) {
 	bin, err := pgBinDir()
 	if err != nil {
 		return nil, err
@@ -232,7 +265,7 @@ func startLocal() (*server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &server{
+	s := &Server{
 		adminURL: fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d", url.QueryEscape(dir), port),
 		cmd:      pg,
 		exited:   make(chan error, 1),
@@ -256,14 +289,14 @@ func startLocal() (*server, error) {
 		case <-time.After(50 * time.Millisecond): // poll interval, not a readiness guess
 		}
 		if time.Now().After(deadline) {
-			s.stop()
+			s.Stop()
 			return nil, fmt.Errorf("postgres did not accept connections: %w", err)
 		}
 	}
 	return s, nil
 }
 
-func (s *server) stop() {
+func (s *Server) Stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGQUIT)
 		// Wait for the postmaster to be gone before removing its files.
@@ -283,7 +316,11 @@ func pgBinDir() (string, error) {
 		return d, nil
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Strings(dirs)
+	version := func(d string) float64 {
+		v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(d)), 64)
+		return v
+	}
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) < version(dirs[j]) })
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if _, err := os.Stat(filepath.Join(dirs[i], "initdb")); err == nil {
 			return dirs[i], nil
