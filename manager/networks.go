@@ -61,10 +61,25 @@ func (m *Manager) handleDeleteNetwork(ctx context.Context, data []byte) (any, er
 	return n, nil
 }
 
+// jsonField maps netcalc's field names to create_networks request fields.
+var jsonField = map[string]string{
+	"label": "label", "fixed range": "cidr", "number of networks": "num_networks",
+	"network size": "network_size", "vlan start": "vlan_start", "vpn start": "vpn_start",
+	"bridge": "bridge", "bridge interface": "bridge_interface", "gateway": "gateway",
+	"IPv6 range": "cidr_v6", "IPv6 gateway": "gateway_v6", "dns1": "dns1", "dns2": "dns2",
+	"dhcp server": "dhcp_server", "mtu": "mtu", "vpn public address": "vpn_public_address",
+}
+
+// invalid turns a netcalc validation error into invalid_argument naming
+// the request field.
 func invalid(err error) error {
 	var fe *netcalc.FieldError
 	if errors.As(err, &fe) {
-		return &rpc.Error{Code: rpc.CodeInvalidArgument, Message: fe.Error(), Field: fe.Field}
+		field, ok := jsonField[fe.Field]
+		if !ok {
+			field = fe.Field
+		}
+		return &rpc.Error{Code: rpc.CodeInvalidArgument, Message: fe.Error(), Field: field}
 	}
 	return err
 }
@@ -92,6 +107,10 @@ func (m *Manager) CreateNetworks(ctx context.Context, req rpc.CreateNetworksRequ
 		return nil, invalid(err)
 	}
 	var vpnPublic *netip.Addr
+	if req.VPNPublicAddress != "" && m.cfg.Mode != ModeVLAN {
+		return nil, &rpc.Error{Code: rpc.CodeInvalidArgument, Field: "vpn_public_address",
+			Message: fmt.Sprintf("vpn public address %s given, but the manager runs in %s mode, not vlan", req.VPNPublicAddress, m.cfg.Mode)}
+	}
 	if req.VPNPublicAddress != "" {
 		a, err := netcalc.ParseAddr("vpn public address", req.VPNPublicAddress, 4)
 		if err != nil {

@@ -205,6 +205,13 @@ func Split(req Request) ([]Network, error) {
 	prefixLen := 32 - sizeBits
 
 	var gateway, gatewayV6, dhcpServer netip.Addr
+	if req.NumNetworks > 1 {
+		for field, v := range map[string]string{"gateway": req.Gateway, "IPv6 gateway": req.GatewayV6, "dhcp server": req.DHCPServer} {
+			if v != "" {
+				return nil, bad(field, v, "only for a single network, not %d", req.NumNetworks)
+			}
+		}
+	}
 	if req.Gateway != "" {
 		if gateway, err = ParseAddr("gateway", req.Gateway, 4); err != nil {
 			return nil, err

@@ -113,6 +113,8 @@ func TestSplitErrors(t *testing.T) {
 		{Request{CIDR: "10.0.0.0/8", NumNetworks: 1, NetworkSize: 16, CIDRv6: "fd00::/96"}, "IPv6 range", "longer than /64"},
 		{Request{CIDR: "10.0.0.0/8", NumNetworks: 3, NetworkSize: 16, CIDRv6: "fd00::/63"}, "IPv6 range", "fewer than 3"},
 		{Request{CIDR: "10.0.0.0/8", NumNetworks: 1, NetworkSize: 16, GatewayV6: "fd00::1"}, "IPv6 gateway", "without an IPv6 range"},
+		{Request{CIDR: "10.0.0.0/8", NumNetworks: 2, NetworkSize: 16, Gateway: "10.0.0.1"}, "gateway", "only for a single network, not 2"},
+		{Request{CIDR: "10.0.0.0/8", NumNetworks: 2, NetworkSize: 16, DHCPServer: "10.0.0.1"}, "dhcp server", "only for a single network"},
 	} {
 		_, err := Split(tc.req)
 		var fe *FieldError

@@ -82,14 +82,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "netadm: %v\n", err)
-	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
+	var (
+		ue usageError
+		re *rpc.Error
+	)
+	switch {
+	case errors.As(err, &re): // whatever the manager's message says
+		return exitError
+	case errors.As(err, &ue) || isCobraUsage(err):
 		return exitUsage
 	}
 	return exitError
 }
 
-// isCobraUsage recognises cobra's own argument and flag errors.
+// isCobraUsage recognises cobra's own argument and flag errors, which are
+// plain errors; flag errors are also marked by SetFlagErrorFunc.
 func isCobraUsage(err error) bool {
 	msg := err.Error()
 	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires at least",
@@ -122,6 +129,7 @@ Exit status: 0 on success, 1 when the manager refuses or fails the request,
 		"NATS server URL(s), comma-separated (env NOVANET_NATS_URL)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the manager")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newNetworkCmd(a), newFixedCmd(a))
 	return root
 }

@@ -16,17 +16,19 @@ func Name(prefix, flag string) string {
 }
 
 // Apply sets each flag of fs not given on the command line from its
-// environment variable, if set. An unparsable value is an error naming the
+// environment variable, if set, even to the empty string (so that
+// NOVANET_HTTP_LISTEN= turns HTTP off as --http-listen= does). lookup is
+// os.LookupEnv or a stand-in. An unparsable value is an error naming the
 // variable and the value.
-func Apply(fs *pflag.FlagSet, prefix string, getenv func(string) string) error {
+func Apply(fs *pflag.FlagSet, prefix string, lookup func(string) (string, bool)) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if err != nil || f.Changed || f.Name == "help" {
 			return
 		}
 		env := Name(prefix, f.Name)
-		v := getenv(env)
-		if v == "" {
+		v, ok := lookup(env)
+		if !ok {
 			return
 		}
 		if serr := fs.Set(f.Name, v); serr != nil {
