@@ -1,0 +1,134 @@
+package rpc
+
+import "fmt"
+
+// Host agents (network-host) register with the manager, send heartbeats,
+// and ask it for the desired state of their host. The manager tells an
+// agent that something changed through per-host subjects:
+// novanet.host.<host>.<method>.
+const (
+	MethodRegisterHost  = "register_host"  // also the heartbeat: the agent repeats it
+	MethodListHosts     = "list_hosts"     // netadm host list
+	MethodGetHostState  = "get_host_state" // the desired state of one host
+	HostPrefix          = "novanet.host"
+	HostMethodSetup     = "setup_network"
+	HostMethodTeardown  = "teardown_network"
+	HostMethodRefresh   = "refresh_dhcp"
+	HostMethodConverge  = "converge" // the whole host; used by netadm host converge
+	DefaultHeartbeatSec = 10
+)
+
+// HostMethods lists the methods an agent serves on its subjects.
+var HostMethods = []string{HostMethodSetup, HostMethodTeardown, HostMethodRefresh, HostMethodConverge}
+
+// HostSubject returns the subject of an agent method on a host.
+func HostSubject(host, method string) string { return HostPrefix + "." + host + "." + method }
+
+// ValidateHostName checks a host name as the hosts table does: a letter or
+// digit, then up to 252 letters, digits, '.', '_' or '-'. Dots make NATS
+// subject tokens, so a host name with a dot is refused here: NATS would
+// read novanet.host.a.b.setup_network as host "a".
+func ValidateHostName(name string) error {
+	if name == "" || len(name) > 253 {
+		return fmt.Errorf("host name %q: want 1 to 253 characters", name)
+	}
+	for i, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+			i > 0 && (r == '_' || r == '-')
+		if !ok {
+			return fmt.Errorf("host name %q: want letters, digits, '_' and '-' (starting with a letter or digit)", name)
+		}
+	}
+	return nil
+}
+
+// RegisterHostRequest announces an agent, or repeats as a heartbeat.
+type RegisterHostRequest struct {
+	Host    string `json:"host"`
+	Driver  string `json:"driver"` // flat, flatdhcp or vlan
+	Version string `json:"version,omitempty"`
+}
+
+// HostInfo is one registered agent.
+type HostInfo struct {
+	Name      string `json:"name"`
+	Driver    string `json:"driver"`
+	Version   string `json:"version"`
+	CreatedAt string `json:"created_at"`
+	LastSeen  string `json:"last_seen"`
+	// Alive: seen within three heartbeat intervals.
+	Alive    bool `json:"alive"`
+	Networks int  `json:"networks"` // networks this host serves (non-multi-host)
+}
+
+// HostsReply carries the registered agents.
+type HostsReply struct {
+	Hosts []HostInfo `json:"hosts"`
+}
+
+// HostStateRequest asks for the desired state of a host; NetworkID, when
+// set, narrows it to one network (absent from the reply when that network
+// is not wanted on the host any more).
+type HostStateRequest struct {
+	Host      string `json:"host"`
+	NetworkID int64  `json:"network_id,omitempty"`
+}
+
+// HostState is what a host should have: the networks it serves and the
+// floating IPs it NATs.
+type HostState struct {
+	Host     string        `json:"host"`
+	Mode     string        `json:"mode"`
+	Networks []HostNetwork `json:"networks"`
+	// Partial: the reply covers one network only (NetworkID was set).
+	Partial     bool             `json:"partial,omitempty"`
+	FloatingIPs []HostFloatingIP `json:"floating_ips"`
+}
+
+// HostNetwork is a network as a host sets it up.
+type HostNetwork struct {
+	ID                int64      `json:"id"`
+	Label             string     `json:"label"`
+	CIDR              string     `json:"cidr"`
+	Netmask           string     `json:"netmask"`
+	Gateway           string     `json:"gateway,omitempty"`
+	Broadcast         string     `json:"broadcast"`
+	DHCPStart         string     `json:"dhcp_start,omitempty"`
+	DNS               []string   `json:"dns"`
+	VLAN              int        `json:"vlan,omitempty"`
+	Bridge            string     `json:"bridge"`
+	BridgeInterface   string     `json:"bridge_interface,omitempty"`
+	MultiHost         bool       `json:"multi_host"`
+	MTU               int        `json:"mtu,omitempty"`
+	EnableDHCP        bool       `json:"enable_dhcp"`
+	VPNPublicAddress  string     `json:"vpn_public_address,omitempty"`
+	VPNPublicPort     int        `json:"vpn_public_port,omitempty"`
+	VPNPrivateAddress string     `json:"vpn_private_address,omitempty"`
+	DHCPHosts         []DHCPHost `json:"dhcp_hosts"`
+}
+
+// DHCPHost is one reservation: the interface's MAC gets Address.
+type DHCPHost struct {
+	MAC      string `json:"mac"`
+	Address  string `json:"address"`
+	Hostname string `json:"hostname"`
+}
+
+// HostFloatingIP is one floating address NATed to a fixed one on the host.
+type HostFloatingIP struct {
+	Address      string `json:"address"`
+	FixedAddress string `json:"fixed_address"`
+	Interface    string `json:"interface,omitempty"` // public interface; empty: the agent's default
+	NetworkID    int64  `json:"network_id"`
+}
+
+// HostNetworkRequest is the body of setup_network, teardown_network and
+// refresh_dhcp sent to an agent.
+type HostNetworkRequest struct {
+	NetworkID int64 `json:"network_id"`
+}
+
+// HostActionReply tells what an agent changed.
+type HostActionReply struct {
+	Changes []string `json:"changes"`
+}
