@@ -179,3 +179,24 @@ func (c *Client) ListFixedIPs(ctx context.Context, req rpc.ListFixedIPsRequest) 
 	err := c.Call(ctx, rpc.MethodListFixedIPs, req, &r)
 	return r.FixedIPs, err
 }
+
+// RegisterHost announces an agent; agents repeat it as their heartbeat.
+func (c *Client) RegisterHost(ctx context.Context, req rpc.RegisterHostRequest) (rpc.HostInfo, error) {
+	var h rpc.HostInfo
+	err := c.Call(ctx, rpc.MethodRegisterHost, req, &h)
+	return h, err
+}
+
+// ListHosts lists the registered agents.
+func (c *Client) ListHosts(ctx context.Context) ([]rpc.HostInfo, error) {
+	var r rpc.HostsReply
+	err := c.Call(ctx, rpc.MethodListHosts, struct{}{}, &r)
+	return r.Hosts, err
+}
+
+// HostState returns the desired state of a host (networkID 0: all of it).
+func (c *Client) HostState(ctx context.Context, host string, networkID int64) (rpc.HostState, error) {
+	var st rpc.HostState
+	err := c.Call(ctx, rpc.MethodGetHostState, rpc.HostStateRequest{Host: host, NetworkID: networkID}, &st)
+	return st, err
+}

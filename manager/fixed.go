@@ -105,7 +105,10 @@ func (m *Manager) AllocateForInstance(ctx context.Context, req rpc.AllocateForIn
 			return rpc.NetworkInfo{}, err
 		}
 	}
-	var info rpc.NetworkInfo
+	var (
+		info    rpc.NetworkInfo
+		targets []hostTarget
+	)
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
 			return err
@@ -131,11 +134,25 @@ func (m *Manager) AllocateForInstance(ctx context.Context, req rpc.AllocateForIn
 					return err
 				}
 			}
+			if targets, err = assignHostsAndTargets(ctx, tx, netIDs(nets), req.Host, inst); err != nil {
+				return err
+			}
 		}
 		info, err = instanceNWInfo(ctx, tx, inst)
 		return err
 	})
+	if err == nil {
+		m.notify(rpc.HostMethodSetup, targets)
+	}
 	return info, err
+}
+
+func netIDs(nets []allocNet) []int64 {
+	ids := make([]int64, len(nets))
+	for i, n := range nets {
+		ids[i] = n.id
+	}
+	return ids
 }
 
 // networksFor picks the networks of a new instance as nova-network did:
@@ -308,17 +325,28 @@ func (m *Manager) DeallocateForInstance(ctx context.Context, instance string) er
 	if err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+	var targets []hostTarget
+	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE fixed_ips SET allocated = false, virtual_interface_id = NULL, updated_at = now()
-			WHERE instance_uuid = $1 AND (allocated OR virtual_interface_id IS NOT NULL)`, inst); err != nil {
+		tag, err := tx.Exec(ctx, `UPDATE fixed_ips SET allocated = false, virtual_interface_id = NULL, updated_at = now()
+			WHERE instance_uuid = $1 AND (allocated OR virtual_interface_id IS NOT NULL)`, inst)
+		if err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, "DELETE FROM virtual_interfaces WHERE instance_uuid = $1", inst)
+		if _, err := tx.Exec(ctx, "DELETE FROM virtual_interfaces WHERE instance_uuid = $1", inst); err != nil {
+			return err
+		}
+		if tag.RowsAffected() > 0 {
+			targets, err = instanceTargets(ctx, tx, inst)
+		}
 		return err
 	})
+	if err == nil {
+		m.notify(rpc.HostMethodRefresh, targets)
+	}
+	return err
 }
 
 // AddFixedIPToInstance gives an instance one more interface, on network.
@@ -330,7 +358,10 @@ func (m *Manager) AddFixedIPToInstance(ctx context.Context, req rpc.AddFixedIPRe
 	if err := checkHost(req.Host); err != nil {
 		return rpc.NetworkInfo{}, err
 	}
-	var info rpc.NetworkInfo
+	var (
+		info    rpc.NetworkInfo
+		targets []hostTarget
+	)
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
 			return err
@@ -356,9 +387,15 @@ func (m *Manager) AddFixedIPToInstance(ctx context.Context, req rpc.AddFixedIPRe
 		if err := m.allocateOn(ctx, tx, inst, req.Host, n, ""); err != nil {
 			return err
 		}
+		if targets, err = assignHostsAndTargets(ctx, tx, []int64{id}, req.Host, inst); err != nil {
+			return err
+		}
 		info, err = instanceNWInfo(ctx, tx, inst)
 		return err
 	})
+	if err == nil {
+		m.notify(rpc.HostMethodSetup, targets)
+	}
 	return info, err
 }
 
@@ -373,7 +410,10 @@ func (m *Manager) RemoveFixedIPFromInstance(ctx context.Context, instance, addre
 	if err != nil {
 		return rpc.NetworkInfo{}, err
 	}
-	var info rpc.NetworkInfo
+	var (
+		info    rpc.NetworkInfo
+		targets []hostTarget
+	)
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
 			return err
@@ -390,9 +430,15 @@ func (m *Manager) RemoveFixedIPFromInstance(ctx context.Context, instance, addre
 		if _, err := tx.Exec(ctx, "DELETE FROM virtual_interfaces WHERE id = $1", vif); err != nil {
 			return err
 		}
-		info, err = instanceNWInfo(ctx, tx, inst)
+		if info, err = instanceNWInfo(ctx, tx, inst); err != nil {
+			return err
+		}
+		targets, err = instanceTargets(ctx, tx, inst)
 		return err
 	})
+	if err == nil {
+		m.notify(rpc.HostMethodRefresh, targets)
+	}
 	return info, err
 }
 

@@ -60,6 +60,7 @@ type Manager struct {
 	log     *zap.Logger
 	cfg     Config
 	metrics *metrics
+	nc      *nats.Conn // set by Serve; agents are notified through it
 
 	sem chan struct{}
 	wg  sync.WaitGroup
@@ -123,6 +124,10 @@ func (m *Manager) handlers() map[string]handlerFunc {
 		rpc.MethodListFixedIPs:              m.handleListFixedIPs,
 		rpc.MethodReserveFixedIP:            m.handleReserveFixedIP,
 		rpc.MethodUnreserveFixedIP:          m.handleUnreserveFixedIP,
+
+		rpc.MethodRegisterHost: m.handleRegisterHost,
+		rpc.MethodListHosts:    m.handleListHosts,
+		rpc.MethodGetHostState: m.handleGetHostState,
 	}
 }
 
@@ -140,6 +145,7 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("add micro service: %w", err)
 	}
+	m.nc = nc
 	g := svc.AddGroup(rpc.ManagerPrefix)
 	hs := m.handlers()
 	for _, name := range rpc.ManagerMethods {

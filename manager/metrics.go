@@ -10,6 +10,7 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	macCollisions prometheus.Counter
+	notifications *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -27,9 +28,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "novanet", Subsystem: "manager", Name: "mac_collisions_total",
 			Help: "Random MACs that were already taken and replaced.",
 		}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "novanet", Subsystem: "manager", Name: "agent_notifications_total",
+			Help: "Requests sent to host agents, by method.",
+		}, []string{"method"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration, m.macCollisions} {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.macCollisions, m.notifications} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

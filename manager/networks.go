@@ -509,5 +509,8 @@ func (m *Manager) DeleteNetwork(ctx context.Context, ref string) (rpc.Network, e
 		return rpc.Network{}, err
 	}
 	m.log.Info("network deleted", zap.String("uuid", deleted.UUID), zap.String("cidr", deleted.CIDR))
+	if deleted.Host != "" {
+		m.notify(rpc.HostMethodTeardown, []hostTarget{{host: deleted.Host, network: deleted.ID}})
+	}
 	return deleted, nil
 }

@@ -39,6 +39,7 @@ var ManagerMethods = []string{
 	MethodRemoveFixedIPFromInstance, MethodGetInstanceNWInfo, MethodLeaseFixedIP, MethodReleaseFixedIP,
 	MethodGetFixedIPByAddress, MethodGetFixedIPsByInstance, MethodListFixedIPs,
 	MethodReserveFixedIP, MethodUnreserveFixedIP,
+	MethodRegisterHost, MethodListHosts, MethodGetHostState,
 }
 
 // Subject returns the NATS subject of a manager method.

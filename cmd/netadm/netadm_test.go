@@ -370,6 +370,24 @@ func TestFixedReserveList(t *testing.T) {
 	}
 }
 
+func TestHostList(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	if out := mustNetadm(t, env, "host", "list"); strings.TrimSpace(out) != "HOST  DRIVER  VERSION  LAST SEEN  ALIVE  NETWORKS" {
+		t.Errorf("empty host list:\n%s", out)
+	}
+	if _, err := env.Client.RegisterHost(context.Background(), rpc.RegisterHostRequest{Host: "hv1", Driver: "vlan", Version: "0.2.0"}); err != nil {
+		t.Fatal(err)
+	}
+	out := mustNetadm(t, env, "host", "list")
+	if !regexp.MustCompile(`(?m)^hv1 +vlan +0\.2\.0 +\d{4}-\d\d-\d\dT\S+Z +yes +0$`).MatchString(out) {
+		t.Errorf("host list:\n%s", out)
+	}
+	var r rpc.HostsReply
+	if err := json.Unmarshal([]byte(mustNetadm(t, env, "host", "list", "-o", "json")), &r); err != nil || len(r.Hosts) != 1 || r.Hosts[0].Name != "hv1" {
+		t.Errorf("host list -o json: %+v (%v)", r, err)
+	}
+}
+
 // FuzzArgs runs netadm's command line parsing on arbitrary arguments with
 // a dialer that never connects: it must not panic, and must exit 0 (help),
 // 1 (the refused dial) or 2 (usage).

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"novanet/rpc"
+)
+
+func newHostCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "host",
+		Short: "Show the network-host agents registered with the manager",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List agents: driver, version, when last seen, networks served",
+		Long: `List every network-host agent that has registered with the manager.
+
+An agent re-registers every ` + fmt.Sprint(rpc.DefaultHeartbeatSec) + ` seconds; ALIVE is "yes" when it was seen in
+the last three intervals. NETWORKS counts the single-host networks the agent
+serves (multi-host networks are served by every host with an instance on them).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, done, err := a.client()
+			if err != nil {
+				return err
+			}
+			defer done()
+			hosts, err := c.ListHosts(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.printHosts(hosts)
+		},
+	})
+	return cmd
+}
+
+func (a *app) printHosts(hosts []rpc.HostInfo) error {
+	if a.output == "json" {
+		return a.printJSON(rpc.HostsReply{Hosts: hosts})
+	}
+	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "HOST\tDRIVER\tVERSION\tLAST SEEN\tALIVE\tNETWORKS")
+	for _, h := range hosts {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\n", h.Name, h.Driver, dash(h.Version), h.LastSeen, yesNo(h.Alive), h.Networks)
+	}
+	return w.Flush()
+}

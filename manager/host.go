@@ -1,0 +1,231 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"novanet/rpc"
+)
+
+// aliveWindow: an agent not seen for three heartbeat intervals is shown as
+// not alive and is not picked to serve a network.
+const aliveWindow = 3 * rpc.DefaultHeartbeatSec * time.Second
+
+// notifyTimeout bounds one manager → agent request.
+const notifyTimeout = 10 * time.Second
+
+// hostTarget is one (host, network) pair whose agent must hear of a change.
+type hostTarget struct {
+	host    string
+	network int64
+}
+
+const hostColumns = `name, driver, version, created_at, last_seen,
+	last_seen > now() - make_interval(secs => $1),
+	(SELECT count(*) FROM networks WHERE host = hosts.name)`
+
+func scanHost(row pgx.Row) (rpc.HostInfo, error) {
+	var (
+		h             rpc.HostInfo
+		created, seen time.Time
+	)
+	err := row.Scan(&h.Name, &h.Driver, &h.Version, &created, &seen, &h.Alive, &h.Networks)
+	h.CreatedAt, h.LastSeen = created.UTC().Format(time.RFC3339), seen.UTC().Format(time.RFC3339)
+	return h, err
+}
+
+// RegisterHost records an agent, or its heartbeat.
+func (m *Manager) RegisterHost(ctx context.Context, req rpc.RegisterHostRequest) (rpc.HostInfo, error) {
+	if err := rpc.ValidateHostName(req.Host); err != nil {
+		return rpc.HostInfo{}, &rpc.Error{Code: rpc.CodeInvalidArgument, Message: err.Error(), Field: "host"}
+	}
+	if _, err := ParseMode(req.Driver); err != nil {
+		return rpc.HostInfo{}, badArg("driver", "driver %q: want flat, flatdhcp or vlan", truncate(req.Driver))
+	}
+	if len(req.Version) > 64 {
+		return rpc.HostInfo{}, badArg("version", "version %q is longer than 64 bytes", truncate(req.Version))
+	}
+	return scanHost(m.pool.QueryRow(ctx, `
+		INSERT INTO hosts (name, driver, version) VALUES ($2, $3, $4)
+		ON CONFLICT (name) DO UPDATE SET driver = EXCLUDED.driver, version = EXCLUDED.version, last_seen = now()
+		RETURNING `+hostColumns, aliveWindow.Seconds(), req.Host, req.Driver, req.Version))
+}
+
+// ListHosts returns every registered agent.
+func (m *Manager) ListHosts(ctx context.Context) ([]rpc.HostInfo, error) {
+	rows, err := m.pool.Query(ctx, `SELECT `+hostColumns+` FROM hosts ORDER BY name`, aliveWindow.Seconds())
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (rpc.HostInfo, error) { return scanHost(r) })
+}
+
+// hostNetworksWhere selects the networks a host ($1) serves: the
+// single-host networks assigned to it, and the multi-host networks with an
+// instance address on it (held until the DHCP release, so that dnsmasq is
+// still there to report it).
+const hostNetworksWhere = `((NOT n.multi_host AND n.host = $1) OR (n.multi_host AND EXISTS (
+	SELECT 1 FROM fixed_ips f WHERE f.network_id = n.id AND f.host = $1 AND f.instance_uuid IS NOT NULL)))`
+
+// HostState returns what a host should have. With networkID set, only that
+// network (absent when the host should not have it).
+func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.HostState, error) {
+	if err := rpc.ValidateHostName(req.Host); err != nil {
+		return rpc.HostState{}, &rpc.Error{Code: rpc.CodeInvalidArgument, Message: err.Error(), Field: "host"}
+	}
+	st := rpc.HostState{Host: req.Host, Mode: string(m.cfg.Mode), Networks: []rpc.HostNetwork{},
+		FloatingIPs: []rpc.HostFloatingIP{}, Partial: req.NetworkID != 0}
+	err := pgx.BeginTxFunc(ctx, m.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			SELECT n.id, n.label, n.cidr::text, host(n.netmask), coalesce(host(n.gateway), ''), host(n.broadcast),
+				coalesce(host(n.dhcp_start), ''), array_remove(ARRAY[host(n.dns1), host(n.dns2)], NULL),
+				coalesce(n.vlan, 0), coalesce(n.bridge, ''), coalesce(n.bridge_interface, ''), n.multi_host,
+				coalesce(n.mtu, 0), n.enable_dhcp, coalesce(host(n.vpn_public_address), ''),
+				coalesce(n.vpn_public_port, 0), coalesce(host(n.vpn_private_address), ''),
+				coalesce((SELECT json_agg(json_build_object('mac', v.address::text, 'address', host(f.address),
+					'hostname', f.instance_uuid::text) ORDER BY f.address)
+				  FROM fixed_ips f JOIN virtual_interfaces v ON v.id = f.virtual_interface_id
+				  WHERE f.network_id = n.id AND f.allocated AND (NOT n.multi_host OR f.host = $1)), '[]')
+			FROM networks n
+			WHERE `+hostNetworksWhere+` AND ($2 = 0 OR n.id = $2)
+			ORDER BY n.id`, req.Host, req.NetworkID)
+		if err != nil {
+			return err
+		}
+		var (
+			n     rpc.HostNetwork
+			hosts []byte
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&n.ID, &n.Label, &n.CIDR, &n.Netmask, &n.Gateway, &n.Broadcast,
+			&n.DHCPStart, &n.DNS, &n.VLAN, &n.Bridge, &n.BridgeInterface, &n.MultiHost, &n.MTU, &n.EnableDHCP,
+			&n.VPNPublicAddress, &n.VPNPublicPort, &n.VPNPrivateAddress, &hosts}, func() error {
+			if err := json.Unmarshal(hosts, &n.DHCPHosts); err != nil {
+				return err
+			}
+			st.Networks = append(st.Networks, n)
+			n = rpc.HostNetwork{}
+			return nil
+		}); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `
+			SELECT host(fl.address), host(f.address), coalesce(fl.interface, ''), f.network_id
+			FROM floating_ips fl JOIN fixed_ips f ON f.id = fl.fixed_ip_id
+			WHERE fl.host = $1 ORDER BY fl.address`, req.Host)
+		if err != nil {
+			return err
+		}
+		var fl rpc.HostFloatingIP
+		_, err = pgx.ForEachRow(rows, []any{&fl.Address, &fl.FixedAddress, &fl.Interface, &fl.NetworkID}, func() error {
+			st.FloatingIPs = append(st.FloatingIPs, fl)
+			return nil
+		})
+		return err
+	})
+	return st, err
+}
+
+// assignHostsAndTargets gives each single-host network among ids that has
+// no host yet the host that asked (when it runs an agent), else the live
+// agent serving the fewest networks, as nova-network's set_network_host
+// did, and returns the agents that serve the instance's addresses: for
+// multi-host networks the address's own host, else the network's host. A
+// network that no agent can serve yet keeps no host. One statement: it is
+// on the allocation path.
+func assignHostsAndTargets(ctx context.Context, tx pgx.Tx, ids []int64, preferred, inst string) ([]hostTarget, error) {
+	rows, err := tx.Query(ctx, `
+		WITH a AS (
+			UPDATE networks n SET host = coalesce(
+				(SELECT name FROM hosts WHERE name = $2),
+				(SELECT h.name FROM hosts h WHERE h.last_seen > now() - make_interval(secs => $3)
+					ORDER BY (SELECT count(*) FROM networks x WHERE x.host = h.name), h.name LIMIT 1)),
+				updated_at = now()
+			WHERE n.id = ANY($1) AND n.host IS NULL AND NOT n.multi_host
+			RETURNING n.id, n.host)
+		SELECT DISTINCT t.host, t.id FROM (
+			SELECT CASE WHEN n.multi_host THEN f.host ELSE coalesce(a.host, n.host) END AS host, n.id
+			FROM fixed_ips f JOIN networks n ON n.id = f.network_id LEFT JOIN a ON a.id = n.id
+			WHERE f.instance_uuid = $4) t
+		WHERE t.host IS NOT NULL`, ids, preferred, aliveWindow.Seconds(), inst)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (hostTarget, error) {
+		var t hostTarget
+		err := r.Scan(&t.host, &t.network)
+		return t, err
+	})
+}
+
+// instanceTargets returns the agents that serve an instance's addresses.
+func instanceTargets(ctx context.Context, tx pgx.Tx, inst string) ([]hostTarget, error) {
+	return assignHostsAndTargets(ctx, tx, nil, "", inst)
+}
+
+// notify tells the agents of targets, in the background, that a network
+// changed: they re-read its desired state and converge. A host that is down
+// or slow misses nothing: it converges when it starts and periodically.
+func (m *Manager) notify(method string, targets []hostTarget) {
+	nc := m.nc
+	if nc == nil {
+		return
+	}
+	seen := map[hostTarget]bool{}
+	for _, t := range targets {
+		if seen[t] || rpc.ValidateHostName(t.host) != nil {
+			continue
+		}
+		seen[t] = true
+		m.wg.Add(1)
+		go func(t hostTarget) {
+			defer m.wg.Done()
+			body, _ := json.Marshal(rpc.HostNetworkRequest{NetworkID: t.network})
+			subject := rpc.HostSubject(t.host, method)
+			msg, err := nc.Request(subject, body, notifyTimeout)
+			switch {
+			case errors.Is(err, nats.ErrNoResponders):
+				m.log.Info("agent not listening; it converges when it starts", zap.String("subject", subject))
+			case err != nil:
+				m.log.Warn("notify agent", zap.String("subject", subject), zap.Error(err))
+			case msg.Header.Get(rpc.HeaderErrorCode) != "":
+				m.log.Warn("agent reported an error", zap.String("subject", subject),
+					zap.String("error", strings.TrimSpace(string(msg.Data))))
+			}
+			m.metrics.notifications.WithLabelValues(method).Inc()
+		}(t)
+	}
+}
+
+func (m *Manager) handleRegisterHost(ctx context.Context, data []byte) (any, error) {
+	var req rpc.RegisterHostRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	return m.RegisterHost(ctx, req)
+}
+
+func (m *Manager) handleListHosts(ctx context.Context, data []byte) (any, error) {
+	if err := rpc.Decode(data, &struct{}{}); err != nil {
+		return nil, err
+	}
+	hs, err := m.ListHosts(ctx)
+	return rpc.HostsReply{Hosts: hs}, err
+}
+
+func (m *Manager) handleGetHostState(ctx context.Context, data []byte) (any, error) {
+	var req rpc.HostStateRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	if req.NetworkID < 0 {
+		return nil, badArg("network_id", "network_id %d is negative", req.NetworkID)
+	}
+	return m.HostState(ctx, req)
+}

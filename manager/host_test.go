@@ -1,0 +1,170 @@
+package manager_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"novanet/internal/testenv"
+	"novanet/manager"
+	"novanet/rpc"
+)
+
+// agentInbox subscribes to every method of a host, as an agent would, and
+// answers each request; the requests arrive on the returned channel.
+func agentInbox(t *testing.T, env *testenv.Env, host string) <-chan *nats.Msg {
+	t.Helper()
+	nc := env.Connect(t)
+	ch := make(chan *nats.Msg, 64)
+	sub, err := nc.Subscribe(rpc.HostPrefix+"."+host+".>", func(m *nats.Msg) {
+		ch <- m
+		_ = m.Respond([]byte(`{"changes":[]}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return ch
+}
+
+func nextNotice(t *testing.T, ch <-chan *nats.Msg) (string, int64) {
+	t.Helper()
+	select {
+	case m := <-ch:
+		var req rpc.HostNetworkRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			t.Fatalf("notice %s: %v", m.Subject, err)
+		}
+		return m.Subject, req.NetworkID
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notice reached the agent in 10s")
+	}
+	return "", 0
+}
+
+func TestHostRegistrationAndState(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	for _, bad := range []rpc.RegisterHostRequest{
+		{Host: "hv.1", Driver: "flatdhcp"}, {Host: "", Driver: "flatdhcp"}, {Host: "hv1", Driver: "ovs"},
+	} {
+		_, err := env.Client.RegisterHost(ctx, bad)
+		wantCode(t, "register "+bad.Host+"/"+bad.Driver, err, rpc.CodeInvalidArgument)
+	}
+	h, err := env.Client.RegisterHost(ctx, rpc.RegisterHostRequest{Host: "hv1", Driver: "flatdhcp", Version: "0.2.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.Alive || h.Driver != "flatdhcp" || h.Version != "0.2.0" {
+		t.Errorf("registered host %+v", h)
+	}
+	inbox := agentInbox(t, env, "hv1")
+
+	nets := create(t, env, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/28", NumNetworks: 1, NetworkSize: 16,
+		Bridge: "br100", BridgeInterface: "eth1", DNS1: "10.9.0.1", Label: "web"})
+	// No allocation yet: the network is nobody's.
+	st, err := env.Client.HostState(ctx, "hv1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Networks) != 0 {
+		t.Fatalf("state before any allocation: %+v", st.Networks)
+	}
+
+	inst := uuid.NewString()
+	var info rpc.NetworkInfo
+	if err := call(env, rpc.MethodAllocateForInstance, rpc.AllocateForInstanceRequest{
+		InstanceUUID: inst, ProjectID: "p1", Host: "hv1"}, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.VIFs[0].Network.Host != "hv1" {
+		t.Errorf("network host %q, want hv1", info.VIFs[0].Network.Host)
+	}
+	if subj, id := nextNotice(t, inbox); subj != "novanet.host.hv1.setup_network" || id != nets[0].ID {
+		t.Errorf("notice %s network %d", subj, id)
+	}
+	st, err = env.Client.HostState(ctx, "hv1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Networks) != 1 {
+		t.Fatalf("state: %+v", st)
+	}
+	n := st.Networks[0]
+	want := rpc.DHCPHost{MAC: info.VIFs[0].MAC, Address: info.VIFs[0].FixedIPs[0].Address, Hostname: inst}
+	if n.Bridge != "br100" || n.BridgeInterface != "eth1" || n.Gateway != "10.0.0.1" || n.DHCPStart != "10.0.0.2" ||
+		len(n.DNS) != 1 || len(n.DHCPHosts) != 1 || n.DHCPHosts[0] != want || !n.EnableDHCP {
+		t.Errorf("network state %+v, want bridge br100 on eth1, gateway 10.0.0.1, host %+v", n, want)
+	}
+	if hs, err := env.Client.ListHosts(ctx); err != nil || len(hs) != 1 || hs[0].Networks != 1 {
+		t.Errorf("hosts %+v, %v: want hv1 serving one network", hs, err)
+	}
+
+	// Another host sees nothing; a narrowed query sees only its network.
+	if st, err := env.Client.HostState(ctx, "hv2", 0); err != nil || len(st.Networks) != 0 {
+		t.Errorf("hv2 state %+v, %v", st, err)
+	}
+	if st, err := env.Client.HostState(ctx, "hv1", nets[0].ID+1); err != nil || len(st.Networks) != 0 || !st.Partial {
+		t.Errorf("hv1 narrowed to another network: %+v, %v", st, err)
+	}
+
+	// Deallocation drops the reservation and tells the host.
+	if err := call(env, rpc.MethodDeallocateForInstance, rpc.InstanceRequest{InstanceUUID: inst}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if subj, id := nextNotice(t, inbox); subj != "novanet.host.hv1.refresh_dhcp" || id != nets[0].ID {
+		t.Errorf("notice %s network %d", subj, id)
+	}
+	st, _ = env.Client.HostState(ctx, "hv1", nets[0].ID)
+	if len(st.Networks) != 1 || len(st.Networks[0].DHCPHosts) != 0 {
+		t.Errorf("after deallocate: %+v", st.Networks)
+	}
+	// Release, then delete: the host is told to tear the network down.
+	addr := info.VIFs[0].FixedIPs[0].Address
+	if err := call(env, rpc.MethodReleaseFixedIP, rpc.AddressRequest{Address: addr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.DeleteNetwork(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if subj, id := nextNotice(t, inbox); subj != "novanet.host.hv1.teardown_network" || id != nets[0].ID {
+		t.Errorf("notice %s network %d", subj, id)
+	}
+}
+
+func TestMultiHostState(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	for _, h := range []string{"hv1", "hv2"} {
+		if _, err := env.Client.RegisterHost(ctx, rpc.RegisterHostRequest{Host: h, Driver: "flatdhcp"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in1, in2 := agentInbox(t, env, "hv1"), agentInbox(t, env, "hv2")
+	create(t, env, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/28", NumNetworks: 1, NetworkSize: 16, Bridge: "br100", MultiHost: true})
+	a, b := uuid.NewString(), uuid.NewString()
+	for inst, host := range map[string]string{a: "hv1", b: "hv2"} {
+		if err := call(env, rpc.MethodAllocateForInstance, rpc.AllocateForInstanceRequest{
+			InstanceUUID: inst, ProjectID: "p1", Host: host}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nextNotice(t, in1)
+	nextNotice(t, in2)
+	for inst, host := range map[string]string{a: "hv1", b: "hv2"} {
+		st, err := env.Client.HostState(ctx, host, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Networks) != 1 || len(st.Networks[0].DHCPHosts) != 1 || st.Networks[0].DHCPHosts[0].Hostname != inst {
+			t.Errorf("%s state %+v: want only instance %s", host, st.Networks, inst)
+		}
+	}
+	if hs, _ := env.Client.ListHosts(ctx); len(hs) != 2 || hs[0].Networks != 0 {
+		t.Errorf("multi-host networks get no host: %+v", hs)
+	}
+}
