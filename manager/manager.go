@@ -159,6 +159,12 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 			return nil, fmt.Errorf("add endpoint %s: %w", name, err)
 		}
 	}
+	// Flush: when Serve returns, the server has our subscriptions, so a
+	// request sent right after on another connection finds a responder.
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("flush subscriptions: %w", err)
+	}
 	return &Service{svc: svc, m: m}, nil
 }
 
