@@ -14,10 +14,13 @@ import (
 
 // Advisory lock classes (the first key of pg_advisory_xact_lock(int, int)).
 // Every transaction takes at most one instance lock, then at most one
-// project lock, always in that order, so they cannot deadlock.
+// project lock, then at most one floating IP quota lock, always in that
+// order, so they cannot deadlock. Row locks on floating_ips come after
+// them.
 const (
-	lockInstance = 1
-	lockProject  = 2
+	lockInstance      = 1
+	lockProject       = 2
+	lockFloatingQuota = 3 // per project: allocate_floating_ip counts, then takes
 )
 
 func lockKey(ctx context.Context, tx pgx.Tx, class int, key string) error {
@@ -106,8 +109,8 @@ func (m *Manager) AllocateForInstance(ctx context.Context, req rpc.AllocateForIn
 		}
 	}
 	var (
-		info    rpc.NetworkInfo
-		targets []hostTarget
+		info              rpc.NetworkInfo
+		targets, floating []hostTarget
 	)
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
@@ -130,12 +133,17 @@ func (m *Manager) AllocateForInstance(ctx context.Context, req rpc.AllocateForIn
 				if len(macs) > 0 {
 					mac = macs[i]
 				}
-				if err := m.allocateOn(ctx, tx, inst, req.Host, n, mac); err != nil {
+				if err := m.allocateOn(ctx, tx, inst, req.Host, req.ProjectID, n, mac); err != nil {
 					return err
 				}
 			}
 			if targets, err = assignHostsAndTargets(ctx, tx, netIDs(nets), req.Host, inst); err != nil {
 				return err
+			}
+			if m.cfg.AutoAssignFloatingIP {
+				if floating, err = m.autoAssignFloating(ctx, tx, inst, req.ProjectID); err != nil {
+					return err
+				}
 			}
 		}
 		info, err = instanceNWInfo(ctx, tx, inst)
@@ -143,6 +151,7 @@ func (m *Manager) AllocateForInstance(ctx context.Context, req rpc.AllocateForIn
 	})
 	if err == nil {
 		m.notify(rpc.HostMethodSetup, targets)
+		m.notify(rpc.HostMethodRefresh, floating)
 	}
 	return info, err
 }
@@ -240,20 +249,20 @@ func collectNets(ctx context.Context, tx pgx.Tx, query string, args ...any) ([]a
 // allocateOn creates an interface on network n with a fixed IP, in one
 // statement: the interface row is only kept if an address was found. A
 // random MAC that collides is replaced, up to cfg.MACRetries times.
-func (m *Manager) allocateOn(ctx context.Context, tx pgx.Tx, inst, host string, n allocNet, mac string) error {
+func (m *Manager) allocateOn(ctx context.Context, tx pgx.Tx, inst, host, project string, n allocNet, mac string) error {
 	// The ORDER BY matches fixed_ips_free_idx (see the migration).
 	pick := `SELECT id FROM fixed_ips WHERE network_id = $3 AND ` + freeAddr + `
 		ORDER BY address - '0.0.0.0'::inet LIMIT 1 FOR UPDATE SKIP LOCKED`
-	args := []any{nil, inst, n.id, nilIfEmpty(host)}
+	args := []any{nil, inst, n.id, nilIfEmpty(host), nilIfEmpty(project)}
 	if n.addr.IsValid() {
-		pick = `SELECT id FROM fixed_ips WHERE network_id = $3 AND address = $5 AND ` + freeAddr + ` FOR UPDATE`
+		pick = `SELECT id FROM fixed_ips WHERE network_id = $3 AND address = $6 AND ` + freeAddr + ` FOR UPDATE`
 		args = append(args, n.addr)
 	}
 	q := `
 		WITH ip AS (` + pick + `),
 		vif AS (
-			INSERT INTO virtual_interfaces (address, instance_uuid, network_id)
-			SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM ip)
+			INSERT INTO virtual_interfaces (address, instance_uuid, network_id, project_id)
+			SELECT $1, $2, $3, $5::text WHERE EXISTS (SELECT 1 FROM ip)
 			ON CONFLICT (address) DO NOTHING
 			RETURNING id),
 		upd AS (
@@ -330,6 +339,11 @@ func (m *Manager) DeallocateForInstance(ctx context.Context, instance string) er
 		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
 			return err
 		}
+		// Floating IPs first: their association is what the hosts NAT.
+		floating, err := releaseInstanceFloating(ctx, tx, inst, netip.Addr{})
+		if err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `UPDATE fixed_ips SET allocated = false, virtual_interface_id = NULL, updated_at = now()
 			WHERE instance_uuid = $1 AND (allocated OR virtual_interface_id IS NOT NULL)`, inst)
 		if err != nil {
@@ -341,6 +355,7 @@ func (m *Manager) DeallocateForInstance(ctx context.Context, instance string) er
 		if tag.RowsAffected() > 0 {
 			targets, err = instanceTargets(ctx, tx, inst)
 		}
+		targets = append(targets, floating...)
 		return err
 	})
 	if err == nil {
@@ -384,7 +399,15 @@ func (m *Manager) AddFixedIPToInstance(ctx context.Context, req rpc.AddFixedIPRe
 				return err
 			}
 		}
-		if err := m.allocateOn(ctx, tx, inst, req.Host, n, ""); err != nil {
+		// The instance's project, as its other interfaces record it, else
+		// the network's.
+		var project string
+		if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT project_id FROM virtual_interfaces
+				WHERE instance_uuid = $1 AND project_id IS NOT NULL ORDER BY id LIMIT 1),
+				(SELECT project_id FROM networks WHERE id = $2), '')`, inst, id).Scan(&project); err != nil {
+			return err
+		}
+		if err := m.allocateOn(ctx, tx, inst, req.Host, project, n, ""); err != nil {
 			return err
 		}
 		if targets, err = assignHostsAndTargets(ctx, tx, []int64{id}, req.Host, inst); err != nil {
@@ -418,8 +441,12 @@ func (m *Manager) RemoveFixedIPFromInstance(ctx context.Context, instance, addre
 		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
 			return err
 		}
+		floating, err := releaseInstanceFloating(ctx, tx, inst, addr)
+		if err != nil {
+			return err
+		}
 		var vif *int64
-		err := tx.QueryRow(ctx, `UPDATE fixed_ips f SET allocated = false, virtual_interface_id = NULL, updated_at = now()
+		err = tx.QueryRow(ctx, `UPDATE fixed_ips f SET allocated = false, virtual_interface_id = NULL, updated_at = now()
 			FROM fixed_ips old WHERE old.id = f.id AND f.address = $1 AND f.instance_uuid = $2 AND f.virtual_interface_id IS NOT NULL
 			RETURNING old.virtual_interface_id`, addr, inst).Scan(&vif)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -434,6 +461,7 @@ func (m *Manager) RemoveFixedIPFromInstance(ctx context.Context, instance, addre
 			return err
 		}
 		targets, err = instanceTargets(ctx, tx, inst)
+		targets = append(targets, floating...)
 		return err
 	})
 	if err == nil {

@@ -52,6 +52,17 @@ type Config struct {
 	// came is freed this long after deallocation; default 10 minutes.
 	DisassociateTimeout time.Duration
 	MACRetries          int // random MACs tried per interface on collision; default 5
+	// AutoAssignFloatingIP: allocate_for_instance also allocates a floating
+	// IP from DefaultFloatingPool and associates it with the instance's
+	// first fixed IP, as nova's auto_assign_floating_ip.
+	AutoAssignFloatingIP bool
+	// DefaultFloatingPool is the pool of requests that name none; default
+	// "nova".
+	DefaultFloatingPool string
+	// FloatingIPQuota is a project's floating IP limit without a quota of
+	// its own: default (0) 10, -1 unlimited. Give a project none with a
+	// quota of its own (quota_set).
+	FloatingIPQuota int
 }
 
 // Manager serves the RPC API over a database pool.
@@ -85,6 +96,18 @@ func New(pool *pgxpool.Pool, log *zap.Logger, cfg Config, reg prometheus.Registe
 	}
 	if cfg.MACRetries <= 0 {
 		cfg.MACRetries = 5
+	}
+	if cfg.DefaultFloatingPool == "" {
+		cfg.DefaultFloatingPool = rpc.DefaultFloatingPool
+	}
+	if err := checkPoolName("default floating pool", cfg.DefaultFloatingPool); err != nil {
+		return nil, err
+	}
+	if cfg.FloatingIPQuota == 0 {
+		cfg.FloatingIPQuota = rpc.DefaultFloatingIPQuota
+	}
+	if cfg.FloatingIPQuota < rpc.QuotaUnlimited {
+		return nil, fmt.Errorf("floating IP quota %d: want -1 (unlimited) or at least 1", cfg.FloatingIPQuota)
 	}
 	if cfg.Version == "" {
 		cfg.Version = "0.1.0"
@@ -128,6 +151,20 @@ func (m *Manager) handlers() map[string]handlerFunc {
 		rpc.MethodRegisterHost: m.handleRegisterHost,
 		rpc.MethodListHosts:    m.handleListHosts,
 		rpc.MethodGetHostState: m.handleGetHostState,
+
+		rpc.MethodCreateFloatingIPs:            m.handleCreateFloatingIPs,
+		rpc.MethodDeleteFloatingIPs:            m.handleDeleteFloatingIPs,
+		rpc.MethodListFloatingIPs:              m.handleListFloatingIPs,
+		rpc.MethodGetFloatingPools:             m.handleGetFloatingPools,
+		rpc.MethodAllocateFloatingIP:           m.handleAllocateFloatingIP,
+		rpc.MethodDeallocateFloatingIP:         m.handleDeallocateFloatingIP,
+		rpc.MethodAssociateFloatingIP:          m.handleAssociateFloatingIP,
+		rpc.MethodDisassociateFloatingIP:       m.handleDisassociateFloatingIP,
+		rpc.MethodGetFloatingIPsByProject:      m.handleGetFloatingIPsByProject,
+		rpc.MethodGetFloatingIPByAddress:       m.handleGetFloatingIPByAddress,
+		rpc.MethodGetFloatingIPsByFixedAddress: m.handleGetFloatingIPsByFixedAddress,
+		rpc.MethodQuotaSet:                     m.handleQuotaSet,
+		rpc.MethodQuotaShow:                    m.handleQuotaShow,
 	}
 }
 

@@ -40,6 +40,10 @@ var ManagerMethods = []string{
 	MethodGetFixedIPByAddress, MethodGetFixedIPsByInstance, MethodListFixedIPs,
 	MethodReserveFixedIP, MethodUnreserveFixedIP,
 	MethodRegisterHost, MethodListHosts, MethodGetHostState,
+	MethodCreateFloatingIPs, MethodDeleteFloatingIPs, MethodListFloatingIPs, MethodGetFloatingPools,
+	MethodAllocateFloatingIP, MethodDeallocateFloatingIP, MethodAssociateFloatingIP, MethodDisassociateFloatingIP,
+	MethodGetFloatingIPsByProject, MethodGetFloatingIPByAddress, MethodGetFloatingIPsByFixedAddress,
+	MethodQuotaSet, MethodQuotaShow,
 }
 
 // Subject returns the NATS subject of a manager method.
@@ -57,14 +61,16 @@ type Code string
 // Error codes. Each maps to an HTTP-like status carried in the
 // Nats-Service-Error-Code header.
 const (
-	CodeInvalidArgument Code = "invalid_argument"  // 400: the request is malformed or a value is bad
-	CodeNotFound        Code = "not_found"         // 404: a named network, instance or address does not exist
-	CodeConflict        Code = "conflict"          // 409: clashes with existing state (overlap, VLAN or bridge in use)
-	CodeInUse           Code = "in_use"            // 409: still used (addresses allocated on a network being deleted)
-	CodeNoMoreAddresses Code = "no_more_addresses" // 409: the network has no free fixed address
-	CodeNoMoreNetworks  Code = "no_more_networks"  // 409: VLAN mode: no unassociated network left for a new project
-	CodeUnavailable     Code = "unavailable"       // 503: a dependency (database) is unreachable; retry
-	CodeInternal        Code = "internal"          // 500: a bug or unexpected state; see the manager's log
+	CodeInvalidArgument   Code = "invalid_argument"     // 400: the request is malformed or a value is bad
+	CodeNotFound          Code = "not_found"            // 404: a named network, instance or address does not exist
+	CodeConflict          Code = "conflict"             // 409: clashes with existing state (overlap, VLAN or bridge in use)
+	CodeInUse             Code = "in_use"               // 409: still used (addresses allocated on a network being deleted)
+	CodeNoMoreAddresses   Code = "no_more_addresses"    // 409: the network has no free fixed address
+	CodeNoMoreNetworks    Code = "no_more_networks"     // 409: VLAN mode: no unassociated network left for a new project
+	CodeNoMoreFloatingIPs Code = "no_more_floating_ips" // 409: the floating pool has no free address
+	CodeQuotaExceeded     Code = "quota_exceeded"       // 403: the project is at its quota
+	CodeUnavailable       Code = "unavailable"          // 503: a dependency (database) is unreachable; retry
+	CodeInternal          Code = "internal"             // 500: a bug or unexpected state; see the manager's log
 )
 
 // Status returns the numeric status sent in the Nats-Service-Error-Code header.
@@ -72,9 +78,11 @@ func (c Code) Status() int {
 	switch c {
 	case CodeInvalidArgument:
 		return 400
+	case CodeQuotaExceeded:
+		return 403
 	case CodeNotFound:
 		return 404
-	case CodeConflict, CodeInUse, CodeNoMoreAddresses, CodeNoMoreNetworks:
+	case CodeConflict, CodeInUse, CodeNoMoreAddresses, CodeNoMoreNetworks, CodeNoMoreFloatingIPs:
 		return 409
 	case CodeUnavailable:
 		return 503
@@ -90,6 +98,8 @@ func CodeForStatus(s string) Code {
 	switch n {
 	case 400:
 		return CodeInvalidArgument
+	case 403:
+		return CodeQuotaExceeded
 	case 404:
 		return CodeNotFound
 	case 409:
@@ -119,14 +129,16 @@ func (e *Error) Is(target error) bool {
 
 // Sentinels for errors.Is; they match any *Error of the same code.
 var (
-	ErrInvalidArgument = &Error{Code: CodeInvalidArgument}
-	ErrNotFound        = &Error{Code: CodeNotFound}
-	ErrConflict        = &Error{Code: CodeConflict}
-	ErrInUse           = &Error{Code: CodeInUse}
-	ErrNoMoreAddresses = &Error{Code: CodeNoMoreAddresses}
-	ErrNoMoreNetworks  = &Error{Code: CodeNoMoreNetworks}
-	ErrUnavailable     = &Error{Code: CodeUnavailable}
-	ErrInternal        = &Error{Code: CodeInternal}
+	ErrInvalidArgument   = &Error{Code: CodeInvalidArgument}
+	ErrNotFound          = &Error{Code: CodeNotFound}
+	ErrConflict          = &Error{Code: CodeConflict}
+	ErrInUse             = &Error{Code: CodeInUse}
+	ErrNoMoreAddresses   = &Error{Code: CodeNoMoreAddresses}
+	ErrNoMoreNetworks    = &Error{Code: CodeNoMoreNetworks}
+	ErrNoMoreFloatingIPs = &Error{Code: CodeNoMoreFloatingIPs}
+	ErrQuotaExceeded     = &Error{Code: CodeQuotaExceeded}
+	ErrUnavailable       = &Error{Code: CodeUnavailable}
+	ErrInternal          = &Error{Code: CodeInternal}
 )
 
 // Errorf builds an *Error.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"novanet/client"
+	"novanet/db/migrations"
 	"novanet/internal/pgtest"
 	"novanet/rpc"
 )
@@ -136,12 +138,12 @@ func TestServeRefusesOldSchema(t *testing.T) {
 	errb.Reset()
 	code := run(context.Background(), []string{"serve", "--embedded-nats-listen", "127.0.0.1:0", "--http-listen", ""},
 		io.Discard, &errb, env(vars), nil)
-	if code != 1 || !strings.Contains(errb.String(), `database schema is at version 0 (dirty: false), this binary needs 1: run "network-manager migrate up"`) {
+	if code != 1 || !strings.Contains(errb.String(), fmt.Sprintf(`database schema is at version 0 (dirty: false), this binary needs %d: run "network-manager migrate up"`, migrations.Version)) {
 		t.Errorf("serve on old schema: %d %q", code, errb.String())
 	}
 	out.Reset()
 	if code := run(context.Background(), []string{"migrate", "up"}, &out, &errb, env(vars), nil); code != 0 ||
-		!strings.Contains(out.String(), "database schema version 1 (dirty: false)") {
+		!strings.Contains(out.String(), fmt.Sprintf("database schema version %d (dirty: false)", migrations.Version)) {
 		t.Fatalf("migrate up: %d %q %s", code, out.String(), errb.String())
 	}
 	// Down then serve --migrate brings it back too.

@@ -25,6 +25,8 @@ type Env struct {
 	NATSURL string
 	Client  *client.Client
 	Mode    manager.Mode
+	// Config is what every manager replica of the env gets (Mode aside).
+	Config manager.Config
 	// Manager is the first replica, for calls tests make directly.
 	Manager *manager.Manager
 }
@@ -32,13 +34,21 @@ type Env struct {
 // Start gives the test a database, a NATS server and one manager in mode.
 func Start(t testing.TB, mode manager.Mode) *Env {
 	t.Helper()
+	return StartConfig(t, manager.Config{Mode: mode})
+}
+
+// StartConfig is Start with a manager configuration; its Version is
+// ignored.
+func StartConfig(t testing.TB, cfg manager.Config) *Env {
+	t.Helper()
+	mode := cfg.Mode
 	pool, dbURL := pgtest.NewDB(t)
 	ns, err := natsembed.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	e := &Env{Pool: pool, DBURL: dbURL, NATSURL: ns.ClientURL(), Mode: mode}
+	e := &Env{Pool: pool, DBURL: dbURL, NATSURL: ns.ClientURL(), Mode: mode, Config: cfg}
 	e.Manager = e.AddManager(t, "")
 	e.Client = client.New(e.Connect(t), 20*time.Second)
 	return e
@@ -64,7 +74,9 @@ func (e *Env) AddManager(t testing.TB, version string) *manager.Manager {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	m, err := manager.New(pool, zaptest.NewLogger(t), manager.Config{Mode: e.Mode, Version: version}, nil)
+	cfg := e.Config
+	cfg.Mode, cfg.Version = e.Mode, version
+	m, err := manager.New(pool, zaptest.NewLogger(t), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
