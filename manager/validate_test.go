@@ -5,6 +5,7 @@ import (
 	"net"
 	"testing"
 
+	"novanet/netcalc"
 	"novanet/rpc"
 )
 
@@ -27,7 +28,8 @@ func TestRandomMAC(t *testing.T) {
 // request fields: each accepts or fails with invalid_argument naming the
 // field.
 func FuzzValidators(f *testing.F) {
-	for _, s := range []string{"6f1c3c1e-3f7a-4c2b-9d61-1f0e5c6b7a80", "02:00:00:00:00:01", "10.0.0.1", "compute-1", "", "\x00"} {
+	for _, s := range []string{"6f1c3c1e-3f7a-4c2b-9d61-1f0e5c6b7a80", "02:00:00:00:00:01", "10.0.0.1", "compute-1", "", "\x00",
+		"203.0.113.0/24", "198.51.100.7/32", "10.0.0.0/13", "eth0", "nova", " nova"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -56,5 +58,14 @@ func FuzzValidators(f *testing.F) {
 		check("address", err)
 		check("host", checkHost(s))
 		check("project_id", checkProject(s, true))
+		check("pool", checkPoolName("pool", s))
+		check("interface", checkInterface(s))
+		p, err := parseFloatingRange(s)
+		check("cidr", err)
+		if err == nil {
+			if first, n := floatingHosts(p); !p.Contains(first) || n < 1 || n > rpc.MaxFloatingRange || !p.Contains(netcalc.Nth(first, uint64(n-1))) {
+				t.Fatalf("floatingHosts(%s) = %s, %d", p, first, n)
+			}
+		}
 	})
 }
