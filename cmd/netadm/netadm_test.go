@@ -396,6 +396,14 @@ func FuzzArgs(f *testing.F) {
 	f.Add("network\x00create\x0010.0.0.0/8\x00x\x0016\x00--vlan-start\x00-1")
 	f.Add("fixed\x00reserve\x0010.0.0.1\x00-o\x00json")
 	f.Add("network\x00list\x00--help")
+	f.Add("floating\x00create\x00--pool\x00public\x00--interface\x00eth2\x00203.0.113.0/24")
+	f.Add("floating\x00list\x00--pool\x00p\x00--project\x00x\x00-o\x00json")
+	f.Add("floating\x00delete\x00203.0.113.0/24")
+	f.Add("floating\x00pools")
+	f.Add("floating\x00associate\x00203.0.113.1\x0010.0.0.2\x00--reassociate")
+	f.Add("quota\x00set\x00p1\x00--floating-ips\x00-1")
+	f.Add("quota\x00set\x00p1\x00--floating-ips\x00unlimited")
+	f.Add("quota\x00show\x00p1")
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")
 		noDial := func(string, time.Duration) (*client.Client, func(), error) {
@@ -410,4 +418,109 @@ func FuzzArgs(f *testing.F) {
 			t.Fatalf("exit %d without a message for %q", code, args)
 		}
 	})
+}
+
+func TestFloatingCommands(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	createJSON(t, env, "10.0.0.0/28", "1", "16", "--label", "web")
+	ctx := context.Background()
+
+	out := mustNetadm(t, env, "floating", "create", "--pool", "public", "--interface", "eth2", "203.0.113.0/28")
+	if !regexp.MustCompile(`(?m)^203\.0\.113\.0/28 +public +eth2 +14 +\d{4}-`).MatchString(out) {
+		t.Errorf("floating create printed:\n%s", out)
+	}
+	var r rpc.FloatingRange
+	if err := json.Unmarshal([]byte(mustNetadm(t, env, "floating", "create", "-o", "json", "198.51.100.0/30")), &r); err != nil ||
+		r.Pool != "nova" || r.Total != 2 {
+		t.Errorf("floating create -o json: %+v %v", r, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"floating", "create", "10.0.0.0/24"}, 1, "conflict: 10.0.0.0/24 overlaps fixed network web (10.0.0.0/28"},
+		{[]string{"floating", "create", "--pool", "x", "203.0.113.8/29"}, 1, "conflict: 203.0.113.8/29 overlaps floating range 203.0.113.0/28 of pool public"},
+		{[]string{"floating", "create", "203.0.114.1/24"}, 1, `cidr "203.0.114.1/24": host bits set`},
+		{[]string{"floating", "create", "--interface", "eth 0", "203.0.114.0/24"}, 1, `interface: invalid interface name "eth 0"`},
+		{[]string{"floating", "create"}, 2, "accepts 1 arg(s)"},
+		{[]string{"quota", "set", "p1"}, 2, `required flag(s) "floating-ips" not set`},
+		{[]string{"quota", "set", "p1", "--floating-ips", "-2"}, 2, `--floating-ips "-2"`},
+		{[]string{"floating", "allocate"}, 2, `required flag(s) "project" not set`},
+	} {
+		code, out, errs := netadm(t, env, tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.want) || out != "" {
+			t.Errorf("netadm %s: exit %d, stdout %q, stderr %q; want exit %d and %q", strings.Join(tc.args, " "), code, out, errs, tc.code, tc.want)
+		}
+	}
+
+	out = mustNetadm(t, env, "quota", "show", "p1")
+	if !regexp.MustCompile(`(?m)^p1 +floating_ips +10 +0 +0 +yes$`).MatchString(out) {
+		t.Errorf("quota show:\n%s", out)
+	}
+	out = mustNetadm(t, env, "quota", "set", "p1", "--floating-ips", "2")
+	if !regexp.MustCompile(`(?m)^p1 +floating_ips +2 +0 +0 +-$`).MatchString(out) {
+		t.Errorf("quota set:\n%s", out)
+	}
+
+	// Operators can act for a project: allocate, associate, and so on.
+	inst := "11111111-2222-3333-4444-555555555555"
+	info, err := env.Client.AllocateForInstance(ctx, rpc.AllocateForInstanceRequest{InstanceUUID: inst, ProjectID: "p1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := info.VIFs[0].FixedIPs[0].Address
+	out = mustNetadm(t, env, "floating", "allocate", "--project", "p1", "--pool", "public")
+	if !regexp.MustCompile(`(?m)^203\.0\.113\.1 +public +p1 +- +- +- +eth2 +-$`).MatchString(out) {
+		t.Errorf("floating allocate:\n%s", out)
+	}
+	mustNetadm(t, env, "floating", "allocate", "--project", "p1", "--pool", "public")
+	if code, _, errs := netadm(t, env, "floating", "allocate", "--project", "p1", "--pool", "public"); code != 1 ||
+		!strings.Contains(errs, "quota_exceeded: project p1 has 2 floating IPs and its quota is 2") {
+		t.Errorf("allocate over quota: %d %q", code, errs)
+	}
+	out = mustNetadm(t, env, "floating", "associate", "203.0.113.1", fixed)
+	if !strings.Contains(out, "203.0.113.1") || !strings.Contains(out, fixed) || !strings.Contains(out, inst) {
+		t.Errorf("floating associate:\n%s", out)
+	}
+	if code, _, errs := netadm(t, env, "floating", "deallocate", "203.0.113.1"); code != 1 || !strings.Contains(errs, "disassociate it first") {
+		t.Errorf("deallocate associated: %d %q", code, errs)
+	}
+
+	out = mustNetadm(t, env, "floating", "list", "--project", "p1")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ADDRESS") || !strings.Contains(lines[1], fixed) {
+		t.Errorf("floating list --project p1:\n%s", out)
+	}
+	var l rpc.FloatingIPsReply
+	if err := json.Unmarshal([]byte(mustNetadm(t, env, "floating", "list", "-o", "json", "--pool", "public")), &l); err != nil ||
+		len(l.FloatingIPs) != 14 || l.FloatingIPs[0].FixedAddress != fixed {
+		t.Errorf("floating list -o json --pool public: %d (%v)", len(l.FloatingIPs), err)
+	}
+	out = mustNetadm(t, env, "floating", "pools")
+	if !regexp.MustCompile(`(?m)^nova +2/2 +0 +1$`).MatchString(out) || !regexp.MustCompile(`(?m)^public +12/14 +1 +1$`).MatchString(out) {
+		t.Errorf("floating pools:\n%s", out)
+	}
+
+	// Delete is refused while addresses are allocated, and names them.
+	if code, _, errs := netadm(t, env, "floating", "delete", "203.0.113.0/28"); code != 1 ||
+		!strings.Contains(errs, "in_use: floating range 203.0.113.0/28 of pool public has 2 addresses allocated: 203.0.113.1 (project p1), 203.0.113.2 (project p1)") {
+		t.Errorf("delete in use: %d %q", code, errs)
+	}
+	mustNetadm(t, env, "floating", "disassociate", "203.0.113.1")
+	for _, a := range []string{"203.0.113.1", "203.0.113.2"} {
+		mustNetadm(t, env, "floating", "deallocate", "--project", "p1", a)
+	}
+	out = mustNetadm(t, env, "quota", "set", "p1", "--floating-ips", "unlimited", "-o", "json")
+	var q rpc.QuotaReply
+	if err := json.Unmarshal([]byte(out), &q); err != nil || len(q.Quotas) != 1 || q.Quotas[0].Limit != -1 {
+		t.Errorf("quota set unlimited -o json: %s (%v)", out, err)
+	}
+	out = mustNetadm(t, env, "floating", "delete", "203.0.113.0/28")
+	if strings.TrimSpace(out) != "deleted floating range 203.0.113.0/28 of pool public (14 addresses)" {
+		t.Errorf("floating delete: %q", out)
+	}
+	if code, _, errs := netadm(t, env, "floating", "delete", "203.0.113.0/28"); code != 1 || !strings.Contains(errs, "not_found: floating range 203.0.113.0/28 not found") {
+		t.Errorf("delete twice: %d %q", code, errs)
+	}
 }

@@ -28,6 +28,7 @@ import (
 	"novanet/internal/envflags"
 	"novanet/manager"
 	"novanet/natsembed"
+	"novanet/rpc"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -46,18 +47,21 @@ func main() {
 type readyFunc func(httpAddr net.Addr, natsURL string)
 
 type options struct {
-	databaseURL  string
-	natsURL      string
-	embeddedNATS string
-	httpListen   string
-	migrate      bool
-	mode         string
-	workers      int
-	disassociate time.Duration
-	sweepEvery   time.Duration
-	dbMaxConns   int
-	logLevel     string
-	logFormat    string
+	databaseURL   string
+	natsURL       string
+	embeddedNATS  string
+	httpListen    string
+	migrate       bool
+	mode          string
+	workers       int
+	disassociate  time.Duration
+	sweepEvery    time.Duration
+	autoAssign    bool
+	floatingPool  string
+	floatingQuota int
+	dbMaxConns    int
+	logLevel      string
+	logFormat     string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool), ready readyFunc) int {
@@ -128,6 +132,11 @@ NATS reachable) and /metrics (Prometheus).`,
 	f.DurationVar(&o.disassociate, "disassociate-timeout", 10*time.Minute,
 		"free a deallocated fixed IP whose DHCP release never came after this long")
 	f.DurationVar(&o.sweepEvery, "sweep-interval", time.Minute, "how often to look for such fixed IPs")
+	f.BoolVar(&o.autoAssign, "auto-assign-floating-ip", false,
+		"give every new instance a floating IP from --default-floating-pool, associated with its first fixed IP")
+	f.StringVar(&o.floatingPool, "default-floating-pool", rpc.DefaultFloatingPool, "floating pool of requests that name none")
+	f.IntVar(&o.floatingQuota, "quota-floating-ips", rpc.DefaultFloatingIPQuota,
+		"floating IPs a project may hold without a quota of its own (-1: unlimited)")
 	envflags.Annotate(f, envPrefix)
 
 	migrate := &cobra.Command{
@@ -243,6 +252,9 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 	if err != nil {
 		return err
 	}
+	if o.floatingQuota == 0 || o.floatingQuota < rpc.QuotaUnlimited {
+		return fmt.Errorf("--quota-floating-ips %d: want -1 (unlimited) or at least 1; give single projects 0 with netadm quota set", o.floatingQuota)
+	}
 	log, err := newLogger(o.logLevel, o.logFormat, logw)
 	if err != nil {
 		return err
@@ -296,7 +308,8 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 		return fmt.Errorf("--disassociate-timeout and --sweep-interval must be positive")
 	}
 	m, err := manager.New(pool, log, manager.Config{Mode: mode, Workers: o.workers, Version: version,
-		DisassociateTimeout: o.disassociate}, reg)
+		DisassociateTimeout: o.disassociate, AutoAssignFloatingIP: o.autoAssign,
+		DefaultFloatingPool: o.floatingPool, FloatingIPQuota: o.floatingQuota}, reg)
 	if err != nil {
 		return err
 	}

@@ -162,6 +162,8 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"serve"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x", "NOVANET_WORKERS": "lots"}, `NOVANET_WORKERS="lots"`},
 		{[]string{"serve", "--log-level", "loud"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x"}, `log level "loud"`},
 		{[]string{"migrate", "down", "x"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x"}, `steps "x"`},
+		{[]string{"serve", "--quota-floating-ips", "0"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x"}, `--quota-floating-ips 0: want -1 (unlimited) or at least 1`},
+		{[]string{"serve"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x", "NOVANET_AUTO_ASSIGN_FLOATING_IP": "maybe"}, `NOVANET_AUTO_ASSIGN_FLOATING_IP="maybe"`},
 	} {
 		var errb bytes.Buffer
 		code := run(context.Background(), tc.args, io.Discard, &errb, env(tc.vars), nil)
