@@ -704,9 +704,12 @@ func releaseInstanceFloating(ctx context.Context, tx pgx.Tx, inst string, addr n
 	}
 	rows, err := tx.Query(ctx, `
 		UPDATE floating_ips fl SET fixed_ip_id = NULL, host = NULL, auto_assigned = false, updated_at = now(),
-			project_id = CASE WHEN old.auto_assigned THEN NULL ELSE old.project_id END
+			project_id = CASE WHEN fl.auto_assigned THEN NULL ELSE fl.project_id END
 		FROM floating_ips old JOIN fixed_ips f ON f.id = old.fixed_ip_id
 		WHERE old.id = fl.id AND f.instance_uuid = $1 AND ($2::inet IS NULL OR f.address = $2)
+			-- Rechecked on the row's latest version if a concurrent
+			-- re-association moved it away meanwhile: then it is left alone.
+			AND fl.fixed_ip_id = old.fixed_ip_id
 		RETURNING coalesce(old.host, ''), f.network_id`, inst, only)
 	if err != nil {
 		return nil, err
