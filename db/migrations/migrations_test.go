@@ -26,6 +26,16 @@ func TestUpDownUp(t *testing.T) {
 	if err := migrations.Up(ctx, pool); err != nil {
 		t.Fatalf("second Up: %v", err)
 	}
+	// One step down and up again: each migration reverts on its own.
+	if err := migrations.Down(ctx, pool, 1); err != nil {
+		t.Fatalf("Down 1: %v", err)
+	}
+	if st, err := migrations.Current(ctx, pool); err != nil || st.Version != migrations.Version-1 {
+		t.Fatalf("after Down 1: %+v, %v", st, err)
+	}
+	if err := migrations.Up(ctx, pool); err != nil {
+		t.Fatalf("Up after Down 1: %v", err)
+	}
 	if err := migrations.Down(ctx, pool, 0); err != nil {
 		t.Fatalf("Down: %v", err)
 	}
