@@ -51,17 +51,19 @@ func (rs Ruleset) Keys() []ChainKey {
 	})
 }
 
-// SetRules sets every chain of rs for the families fams on m (nil: IPv4
-// and IPv6; m must manage them). Rules of a family left out must be empty.
-// Call m.Apply afterwards.
+// SetRules sets every chain of rs for the families fams on m (none given:
+// IPv4 and IPv6; m must manage them), chains without rules included, so
+// that rules of removed networks go. A family left out must have no rules
+// (an IPv4-only manager cannot take IPv6 networks). Call m.Apply
+// afterwards.
 func (rs Ruleset) SetRules(m *iptables.Manager, fams ...iptables.Family) error {
 	if fams == nil {
 		fams = []iptables.Family{iptables.IPv4, iptables.IPv6}
 	}
 	for _, k := range rs.Keys() {
 		if !slices.Contains(fams, k.Family) {
-			if len(rs[k]) > 0 {
-				return fmt.Errorf("firewall: %s: %d rules but the family is not managed", k, len(rs[k]))
+			if n := len(rs[k]) - len(baseRules(k)); n > 0 {
+				return fmt.Errorf("firewall: %s: %d rules but the family is not managed", k, n)
 			}
 			continue
 		}
@@ -93,8 +95,9 @@ func host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 //   - filter INPUT, when the network runs dnsmasq (flatdhcp, vlan): DHCP
 //     (udp 67) and DNS (udp/tcp 53) from the bridge;
 //   - filter FORWARD: in vlan mode first, for every pair of networks,
-//     -i brA -o brB DROP, so projects cannot reach each other through the
-//     host; then -i br ACCEPT and -o br ACCEPT;
+//     -i brA -o brB DROP (in the families of both), so projects cannot
+//     reach each other through the host; then -i br ACCEPT and -o br
+//     ACCEPT in the network's family;
 //   - vlan mode with a VPN: nat PREROUTING -d public -p udp --dport port
 //     DNAT to private:1194; filter FORWARD -d private -p udp --dport 1194
 //     ACCEPT.
@@ -114,9 +117,9 @@ func Rules(cfg Config, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) (Rules
 				rs[ChainKey{fam, tc.table, c}] = []iptables.Rule{}
 			}
 		}
-		// The manager's snat chain starts with the jump to float-snat;
-		// SetRules replaces the whole chain, so it is repeated here.
-		rs.add(fam, iptables.NAT, "snat", iptables.Rule{Target: iptables.Jump("float-snat")})
+	}
+	for k := range rs {
+		rs[k] = append(rs[k], baseRules(k)...)
 	}
 	parsed := make([]Network, 0, len(nets))
 	seen := map[int64]bool{}
@@ -158,7 +161,7 @@ func Rules(cfg Config, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) (Rules
 		if cfg.RoutingSourceIP.IsValid() && family(cfg.RoutingSourceIP) == fam {
 			rs.add(fam, iptables.NAT, "snat", iptables.Rule{Src: n.CIDR, Target: iptables.SNAT(cfg.RoutingSourceIP)})
 		}
-		if dhcpMode && n.EnableDHCP {
+		if dhcpMode && n.EnableDHCP && fam == iptables.IPv4 { // dnsmasq serves DHCPv4 only
 			rs.add(fam, iptables.Filter, "INPUT",
 				iptables.Rule{InIface: n.Bridge, Proto: iptables.UDP, DstPort: 67, Target: iptables.Accept},
 				iptables.Rule{InIface: n.Bridge, Proto: iptables.UDP, DstPort: 53, Target: iptables.Accept},
@@ -172,18 +175,21 @@ func Rules(cfg Config, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) (Rules
 				if a.Bridge == b.Bridge {
 					continue
 				}
-				for _, fam := range []iptables.Family{iptables.IPv4, iptables.IPv6} {
-					rs.add(fam, iptables.Filter, "FORWARD", iptables.Rule{InIface: a.Bridge, OutIface: b.Bridge, Target: iptables.Drop})
+				// In the family of either network: each one's ACCEPT
+				// rules below would let the traffic through.
+				fa, fb := family(a.CIDR.Addr()), family(b.CIDR.Addr())
+				drop := iptables.Rule{InIface: a.Bridge, OutIface: b.Bridge, Target: iptables.Drop}
+				rs.add(fa, iptables.Filter, "FORWARD", drop)
+				if fb != fa {
+					rs.add(fb, iptables.Filter, "FORWARD", drop)
 				}
 			}
 		}
 	}
 	for _, n := range parsed {
-		for _, fam := range []iptables.Family{iptables.IPv4, iptables.IPv6} {
-			rs.add(fam, iptables.Filter, "FORWARD",
-				iptables.Rule{InIface: n.Bridge, Target: iptables.Accept},
-				iptables.Rule{OutIface: n.Bridge, Target: iptables.Accept})
-		}
+		rs.add(family(n.CIDR.Addr()), iptables.Filter, "FORWARD",
+			iptables.Rule{InIface: n.Bridge, Target: iptables.Accept},
+			iptables.Rule{OutIface: n.Bridge, Target: iptables.Accept})
 		if vlanMode && n.VPN != nil {
 			fam := family(n.VPN.Public)
 			rs.add(fam, iptables.NAT, "PREROUTING", iptables.Rule{
@@ -239,6 +245,16 @@ func (rs Ruleset) floating(cfg Config, fips []rpc.HostFloatingIP) error {
 		rs.add(fam, iptables.NAT, "float-snat",
 			iptables.Rule{Src: host(f.fixed), Dst: host(f.fixed), Target: iptables.SNAT(f.floating)},
 			iptables.Rule{Src: host(f.fixed), OutIface: f.iface, Target: iptables.SNAT(f.floating)})
+	}
+	return nil
+}
+
+// baseRules are the rules a chain starts with: the manager's snat chain
+// starts with the jump to float-snat, and SetRules replaces the whole
+// chain, so the jump is part of the ruleset.
+func baseRules(k ChainKey) []iptables.Rule {
+	if k.Table == iptables.NAT && k.Chain == "snat" {
+		return []iptables.Rule{{Target: iptables.Jump("float-snat")}}
 	}
 	return nil
 }
