@@ -2,6 +2,7 @@ package hostnet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -13,6 +14,11 @@ import (
 // state it is about to change, makes the change, and says in words what
 // differed, so that a second run that finds everything in place says
 // nothing.
+
+// ErrPortInUse is returned (wrapped) when the interface to enslave is
+// already a port of another bridge (for example two flatdhcp networks on
+// one flat interface): it is not taken away from it.
+var ErrPortInUse = errors.New("interface is a port of another bridge")
 
 // LinkStater reads a link.
 type LinkStater interface {
@@ -74,6 +80,9 @@ func EnslavePort(ctx context.Context, l Enslaver, bridge, iface, what string, o 
 	}
 	if !before.Exists {
 		return nil, fmt.Errorf("%s %s: %w", what, iface, link.ErrNotFound)
+	}
+	if before.Master != "" && before.Master != bridge {
+		return nil, fmt.Errorf("%s %s: %w: a port of %s, wanted on %s", what, iface, ErrPortInUse, before.Master, bridge)
 	}
 	if err := l.Enslave(ctx, bridge, iface, o); err != nil {
 		return nil, err
