@@ -7,6 +7,7 @@ package vlan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"novanet/hostnet"
@@ -166,17 +167,33 @@ func (d *Driver) ensureSegment(ctx context.Context, name, parent string, n hostn
 	if err != nil {
 		return nil, err
 	}
-	if d.segment == SegmentVXLAN {
-		_, err = d.links.EnsureVXLAN(ctx, link.VXLANConfig{
-			Parent: parent, VNI: uint32(n.VLAN), Group: d.cfg.VXLANGroup, Port: d.cfg.VXLANPort, MTU: n.MTU,
-		})
-	} else {
-		_, err = d.links.EnsureVLAN(ctx, parent, n.VLAN, n.MTU)
+	ensure := func() error {
+		if d.segment == SegmentVXLAN {
+			_, err := d.links.EnsureVXLAN(ctx, link.VXLANConfig{
+				Parent: parent, VNI: uint32(n.VLAN), Group: d.cfg.VXLANGroup, Port: d.cfg.VXLANPort, MTU: n.MTU,
+			})
+			return err
+		}
+		_, err := d.links.EnsureVLAN(ctx, parent, n.VLAN, n.MTU)
+		return err
+	}
+	var changes []string
+	err = ensure()
+	if errors.Is(err, link.ErrMismatch) && before.Kind == d.segment {
+		// Our segment with other settings (the network's interface or
+		// the VXLAN group/port changed): the name is ours (vlan<ID> or
+		// vxlan<ID>, in the record), so make it again.
+		if err := d.links.Delete(ctx, name); err != nil {
+			return nil, err
+		}
+		if err = ensure(); err != nil {
+			return nil, err
+		}
+		return []string{fmt.Sprintf("recreated %s %s on %s (settings changed)", d.segment, name, parent)}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var changes []string
 	switch {
 	case !before.Exists:
 		changes = append(changes, fmt.Sprintf("created %s %s on %s", d.segment, name, parent))
