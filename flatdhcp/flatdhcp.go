@@ -105,7 +105,8 @@ func (d *Driver) Setup(ctx context.Context, n rpc.HostNetwork) ([]string, error)
 		}
 		return nil
 	}
-	if err := add(hostnet.EnsureBridge(ctx, d.links, link.BridgeConfig{Name: net.Bridge, MTU: net.MTU, Addr: net.Gateway})); err != nil {
+	bc := link.BridgeConfig{Name: net.Bridge, MTU: net.MTU, Addr: net.Gateway}
+	if err := add(hostnet.EnsureBridge(ctx, d.links, bc)); err != nil {
 		return changes, err
 	}
 	iface := net.BridgeIf
@@ -114,6 +115,9 @@ func (d *Driver) Setup(ctx context.Context, n rpc.HostNetwork) ([]string, error)
 	}
 	if iface != "" {
 		if err := add(hostnet.EnslavePort(ctx, d.links, net.Bridge, iface, "flat interface", link.EnslaveOptions{MoveAddrs: true})); err != nil {
+			return changes, err
+		}
+		if err := add(nil, hostnet.SettleBridgeMTU(ctx, d.links, bc)); err != nil {
 			return changes, err
 		}
 	}

@@ -216,3 +216,23 @@ func TeardownBridged(ctx context.Context, l Deleter, d DHCP, driver string, rec 
 	}
 	return changes, nil
 }
+
+// SettleBridgeMTU sets the bridge's MTU again after ports joined it. Linux
+// moves a bridge's MTU to the smallest of its ports' when a port joins,
+// unless the MTU was set on the bridge after it was made; an MTU given at
+// creation does not count. Setting it again (when it differs) makes it
+// stick. It reports nothing: the change is part of making the bridge or
+// adding the port.
+func SettleBridgeMTU(ctx context.Context, l BridgeMaker, c link.BridgeConfig) error {
+	if c.MTU == 0 {
+		return nil
+	}
+	st, err := l.Stat(ctx, c.Name)
+	if err != nil {
+		return err
+	}
+	if st.MTU == c.MTU {
+		return nil
+	}
+	return l.EnsureBridge(ctx, c)
+}

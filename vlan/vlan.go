@@ -148,10 +148,14 @@ func (d *Driver) Setup(ctx context.Context, n rpc.HostNetwork) ([]string, error)
 	if err := add(d.ensureSegment(ctx, rec.Segment, parent, net)); err != nil {
 		return changes, err
 	}
-	if err := add(hostnet.EnsureBridge(ctx, d.links, link.BridgeConfig{Name: net.Bridge, MTU: net.MTU, Addr: net.Gateway})); err != nil {
+	bc := link.BridgeConfig{Name: net.Bridge, MTU: net.MTU, Addr: net.Gateway}
+	if err := add(hostnet.EnsureBridge(ctx, d.links, bc)); err != nil {
 		return changes, err
 	}
 	if err := add(hostnet.EnslavePort(ctx, d.links, net.Bridge, rec.Segment, d.segment+" segment", link.EnslaveOptions{})); err != nil {
+		return changes, err
+	}
+	if err := add(nil, hostnet.SettleBridgeMTU(ctx, d.links, bc)); err != nil {
 		return changes, err
 	}
 	if net.EnableDHCP {

@@ -29,6 +29,9 @@ type Link struct {
 	Group  netip.Addr
 	Port   uint16
 	Addrs  []netip.Prefix
+	// MTUSet: the MTU was set on the bridge after it was made, so ports
+	// joining do not move it (Linux's BROPT_MTU_SET_BY_USER).
+	MTUSet bool
 }
 
 // Links is an in-memory link layer. The zero value is not usable; use
@@ -102,13 +105,16 @@ func (l *Links) EnsureBridge(ctx context.Context, c link.BridgeConfig) error {
 	br, ok := l.links[c.Name]
 	if !ok {
 		br = &Link{Kind: "bridge", MTU: 1500}
+		if c.MTU != 0 {
+			br.MTU = c.MTU // at creation: not "set by user"
+		}
 		l.links[c.Name] = br
 	}
 	if br.Kind != "bridge" {
 		return fmt.Errorf("bridge %s: %w: is a %s", c.Name, link.ErrMismatch, br.Kind)
 	}
-	if c.MTU != 0 {
-		br.MTU = c.MTU
+	if c.MTU != 0 && br.MTU != c.MTU {
+		br.MTU, br.MTUSet = c.MTU, true
 	}
 	br.Up = true
 	if c.Addr.IsValid() {
@@ -155,6 +161,15 @@ func (l *Links) Enslave(ctx context.Context, bridge, iface string, o link.Enslav
 		return fmt.Errorf("link %s: %w", iface, link.ErrNotFound)
 	}
 	lk.Up, lk.Master, br.Up = true, bridge, true
+	if !br.MTUSet {
+		// Linux: the bridge takes the smallest MTU of its ports.
+		br.MTU = 0
+		for _, p := range l.links {
+			if p.Master == bridge && (br.MTU == 0 || p.MTU < br.MTU) {
+				br.MTU = p.MTU
+			}
+		}
+	}
 	if o.MoveAddrs {
 		var keep []netip.Prefix
 		for _, a := range lk.Addrs {
