@@ -68,6 +68,7 @@ type options struct {
 	dhcpLeaseTime     time.Duration
 	dhcpDir           string
 	dnsmasq           string
+	dnsmasqUser       string
 	stateDir          string
 	eventSocket       string
 	iptablesBackend   string
@@ -222,6 +223,7 @@ leases) and the next start converges from there.`,
 	f.DurationVar(&o.dhcpLeaseTime, "dhcp-lease-time", 24*time.Hour, "DHCP lease time (at least 2m)")
 	f.StringVar(&o.dhcpDir, "dhcp-dir", "/var/lib/novanet/dhcp", "where dnsmasq keeps its files, one directory per network")
 	f.StringVar(&o.dnsmasq, "dnsmasq", "dnsmasq", "dnsmasq binary")
+	f.StringVar(&o.dnsmasqUser, "dnsmasq-user", "", "user dnsmasq drops to (empty: its default, nobody); it must read --dhcp-dir")
 	f.StringVar(&o.stateDir, "state-dir", "/var/lib/novanet/host", "where the agent records what it made")
 	f.StringVar(&o.eventSocket, "event-socket", "/run/novanet/network-host.sock", "unix socket for DHCP lease events from dhcp-event")
 	f.StringVar(&o.iptablesBackend, "iptables-backend", "auto", "iptables binaries: auto (iptables on PATH), nft or legacy")
@@ -272,7 +274,7 @@ func hostConfig(o options) (hostnet.Config, error) {
 		VLANInterface: o.vlanInterface, VLANSegment: o.vlanSegment, VXLANPort: o.vxlanPort,
 		PublicInterface: o.publicInterface, MetadataPort: o.metadataPort, DHCPDomain: o.dhcpDomain,
 		DHCPLeaseTime: o.dhcpLeaseTime, DHCPDir: filepath.Clean(o.dhcpDir), DnsmasqBinary: o.dnsmasq,
-		StateDir: o.stateDir,
+		DnsmasqUser: o.dnsmasqUser, StateDir: o.stateDir,
 	}
 	var err error
 	if cfg.VXLANGroup, err = parseOptAddr("vxlan-group", o.vxlanGroup); err != nil {
