@@ -50,6 +50,11 @@ HV=$NS_PREFIX-hv
 VMS=("$NS_PREFIX-vm1" "$NS_PREFIX-vm2")
 
 START=$(date +%s%N)
+# What the machine's own namespace looks like, to check at the end that
+# the demo left it alone.
+own_links() { ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort; }
+OWN_LINKS=$(own_links)
+OWN_FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)
 TMP=$(mktemp -d /tmp/novanet-demo.XXXXXX) || exit 2
 chmod 0755 "$TMP" # dnsmasq drops to its own user and re-reads its files under dhcp/
 BIN=$TMP/bin
@@ -76,12 +81,20 @@ die() {
 }
 
 # wait_for DESCRIPTION COMMAND...: poll COMMAND until it succeeds or
-# TIMEOUT seconds pass. Returns 1 on timeout.
+# TIMEOUT seconds pass; COMMAND exits 2 to give up at once (a process it
+# waits for has died). Returns 1 on timeout or when given up.
 wait_for() {
-	local what=$1
+	local what=$1 rc
 	shift
 	local deadline=$(($(date +%s) + TIMEOUT))
-	until "$@" >/dev/null 2>&1; do
+	while true; do
+		"$@" >/dev/null 2>&1
+		rc=$?
+		((rc == 0)) && return 0
+		if ((rc == 2)); then
+			echo "    gave up waiting for $what: the process it depends on has exited" >&2
+			return 1
+		fi
 		if (($(date +%s) >= deadline)); then
 			echo "    timed out after ${TIMEOUT}s waiting for $what" >&2
 			return 1
@@ -106,7 +119,7 @@ stop_pid() {
 
 show_logs() {
 	local f
-	for f in "$LOGS"/*.log "$TMP"/pg/postgres.log; do
+	for f in "$LOGS"/network-manager.log "$LOGS"/network-host.log "$TMP"/pg/postgres.log; do
 		[[ -s $f ]] || continue
 		echo "---- last lines of $f"
 		tail -n 25 "$f"
@@ -121,6 +134,9 @@ cleanup() {
 	fi
 	echo
 	echo "==> cleaning up"
+	# The manager first: on SIGTERM it waits for its notifications to the
+	# agent, which a stopped agent would leave unanswered until they time out.
+	[[ -n $MANAGER_PID ]] && stop_pid "$MANAGER_PID"
 	[[ -n $AGENT_PID ]] && stop_pid "$AGENT_PID"
 	for ns in "${NAMESPACES[@]}"; do
 		# dnsmasq and anything else still inside our namespaces.
@@ -128,7 +144,6 @@ cleanup() {
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do stop_pid "$pid"; done
 		ip netns del "$ns" 2>/dev/null || echo "    could not delete namespace $ns" >&2
 	done
-	[[ -n $MANAGER_PID ]] && stop_pid "$MANAGER_PID"
 	if [[ -n $PG_STARTED ]]; then
 		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$TMP/pg/data" -m fast -w stop >/dev/null 2>&1 ||
 			echo "    could not stop PostgreSQL in $TMP/pg" >&2
@@ -143,13 +158,17 @@ cleanup() {
 		echo "demo: PASS ($ok checks, $(elapsed))"
 		exit 0
 	fi
-	echo "demo: FAIL (${#failed[@]} of $((ok + ${#failed[@]})) checks failed, $(elapsed)):"
-	printf '  - %s\n' "${failed[@]}"
+	if ((${#failed[@]})); then
+		echo "demo: FAIL (${#failed[@]} of $((ok + ${#failed[@]})) checks failed, $(elapsed)):"
+		printf '  - %s\n' "${failed[@]}"
+	else
+		echo "demo: FAIL (stopped after $ok checks passed, $(elapsed): exit status $rc)"
+	fi
 	((rc == 0)) && rc=1
 	exit "$rc"
 }
 trap cleanup EXIT
-trap 'echo "demo: interrupted" >&2; exit 130' INT TERM
+trap 'echo "demo: interrupted" >&2; failed+=("interrupted"); exit 130' INT TERM
 
 # -- build ------------------------------------------------------------------
 say "building network-manager, network-host, netadm and the demo allocator into $BIN"
@@ -178,7 +197,7 @@ say "starting network-manager (flatdhcp, embedded NATS and HTTP on loopback port
 MANAGER_PID=$!
 manager_ready() {
 	kill -0 "$MANAGER_PID" 2>/dev/null || return 2
-	grep -q 'network-manager ready' "$LOGS/network-manager.log"
+	grep -q 'network-manager ready' "$LOGS/network-manager.log" || return 1
 }
 wait_for "network-manager ready" manager_ready || die "network-manager did not become ready"
 ready_line=$(grep 'network-manager ready' "$LOGS/network-manager.log" | head -1)
@@ -199,7 +218,7 @@ ip -n "$HV" link set lo up
 AGENT_PID=$!
 host_alive() {
 	kill -0 "$AGENT_PID" 2>/dev/null || return 2
-	netadm host list | awk -v h="$HOST" '$1 == h && $(NF-1) == "yes" {found=1} END {exit !found}'
+	netadm host list | awk -v h="$HOST" '$1 == h && $(NF-1) == "yes" {found=1} END {exit !found}' || return 1
 }
 wait_for "$HOST alive in netadm host list" host_alive || die "agent $HOST never showed up alive"
 netadm host list | indent
@@ -220,15 +239,20 @@ done
 netadm fixed list --network demo | indent
 
 say "waiting for the agent to build br100, its gateway address and dnsmasq in $HV"
-bridge_up() { ip -n "$HV" -4 addr show dev br100 | grep -q "inet $GATEWAY/"; }
+agent_alive() { kill -0 "$AGENT_PID" 2>/dev/null; }
+bridge_up() {
+	agent_alive || return 2
+	ip -n "$HV" -4 addr show dev br100 2>/dev/null | grep -q "inet $GATEWAY/" || return 1
+}
 dnsmasq_running() {
 	local pid
+	agent_alive || return 2
 	for pid in $(ip netns pids "$HV"); do
 		[[ $(ps -o comm= -p "$pid") == dnsmasq ]] && return 0
 	done
 	return 1
 }
-dnsmasq_knows() { grep -rqi -- "$1" "$TMP/dhcp"; }
+dnsmasq_knows() { grep -rqi -- "$1" "$TMP/dhcp" 2>/dev/null || return 1; }
 if wait_for "br100 with $GATEWAY in $HV" bridge_up; then
 	pass "br100 up with $GATEWAY in $HV"
 else
@@ -298,7 +322,10 @@ done
 
 # -- the leases reach the manager --------------------------------------------------
 say "waiting for both leases to reach the manager (dnsmasq --dhcp-script -> network-host dhcp-event -> agent -> manager)"
-leased() { netadm fixed list --network demo | awk -v a="$1" '$1 == a && $7 == "yes" {found=1} END {exit !found}'; }
+leased() {
+	agent_alive || return 2
+	netadm fixed list --network demo | awk -v a="$1" '$1 == a && $7 == "yes" {found=1} END {exit !found}' || return 1
+}
 for i in 0 1; do
 	if wait_for "${IPS[i]} leased" leased "${IPS[i]}"; then
 		pass "${IPS[i]} (vm$((i + 1))) is leased in the manager"
@@ -306,6 +333,8 @@ for i in 0 1; do
 		fail "${IPS[i]} (vm$((i + 1))) never showed as leased"
 	fi
 done
+echo "    the agent's log:"
+grep -E 'dhcp event' "$LOGS/network-host.log" | indent
 echo "    \$ netadm fixed list"
 netadm fixed list | indent
 echo "    \$ netadm host list"
@@ -320,10 +349,23 @@ if grep -q -- "$CHAINS-" <<<"$rules"; then
 else
 	fail "no $CHAINS chains in $HV"
 fi
+
+say "the machine's own network namespace"
 if iptables-save 2>/dev/null | grep -q -- "$CHAINS"; then
 	fail "$CHAINS chains found in the machine's own namespace"
 else
 	pass "no $CHAINS chains in the machine's own namespace"
+fi
+new_links=$(comm -13 <(echo "$OWN_LINKS") <(own_links) | grep -xE 'br100|vm[12]|eth0' || true)
+if [[ -n $new_links ]]; then
+	fail "links appeared in the machine's own namespace: $(echo $new_links)"
+else
+	pass "no br100, vm1, vm2 or eth0 link appeared in the machine's own namespace"
+fi
+if [[ $(cat /proc/sys/net/ipv4/ip_forward) == "$OWN_FORWARD" ]]; then
+	pass "its net.ipv4.ip_forward is still $OWN_FORWARD (the agent set it to $(ip netns exec "$HV" cat /proc/sys/net/ipv4/ip_forward) in $HV)"
+else
+	fail "net.ipv4.ip_forward changed from $OWN_FORWARD in the machine's own namespace"
 fi
 
 if [[ -n $HTTP ]] && command -v curl >/dev/null; then
