@@ -65,7 +65,8 @@ ok=0
 failed=()
 MANAGER_PID= AGENT_PID= PG_STARTED= NAMESPACES=()
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
+say() { printf '\n%s==> %s%s\n' "$B" "$*" "$N"; }
 pass() { printf '    PASS  %s\n' "$*"; ok=$((ok + 1)); }
 fail() { printf '    FAIL  %s\n' "$*"; failed+=("$*"); }
 indent() { sed 's/^/    /'; }
