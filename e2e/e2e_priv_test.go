@@ -393,3 +393,222 @@ func TestFlatDHCPEndToEnd(t *testing.T) {
 	})
 	wantFirewall(t, env, hv, cfg)
 }
+
+// uplink gives the hypervisor a veth pair, uplink0 (192.168.50.1/24) and
+// uplink1: the parent of the VXLAN segments that stand in for 802.1Q VLAN
+// links, which this kernel may lack.
+func uplink(t *testing.T, hv *nstest.NS) {
+	t.Helper()
+	hv.Run(t, "ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1")
+	hv.Run(t, "ip", "addr", "add", "192.168.50.1/24", "dev", "uplink0")
+	hv.Run(t, "ip", "link", "set", "uplink0", "up")
+	hv.Run(t, "ip", "link", "set", "uplink1", "up")
+}
+
+var vlanArgs = []string{"--vlan-interface", "uplink0", "--vlan-segment", "vxlan", "--vxlan-group", "192.168.50.2",
+	"--routing-source-ip", "192.0.2.10"}
+
+func vlanConfig() hostnet.Config {
+	return hostnet.Config{Host: "hv1", Driver: "vlan", RoutingSourceIP: netip.MustParseAddr("192.0.2.10")}
+}
+
+func TestVLANProjectsIsolated(t *testing.T) {
+	nstest.RequireRoot(t)
+	env := testenv.Start(t, "vlan")
+	hv := nstest.New(t)
+	uplink(t, hv)
+	ag := newAgent(t, env, hv, "hv1", "vlan", vlanArgs...)
+	ag.start()
+	ag.waitRegistered()
+	if _, err := env.Client.CreateNetworks(ctx, rpc.CreateNetworksRequest{CIDR: "10.1.0.0/24", NumNetworks: 2,
+		NetworkSize: 16, VLANStart: 100}); err != nil {
+		t.Fatal(err)
+	}
+	vifA := allocate(t, env, uuid.NewString(), "project-a", "hv1")
+	vifB := allocate(t, env, uuid.NewString(), "project-b", "hv1")
+	if vifA.Network.Bridge == vifB.Network.Bridge {
+		t.Fatalf("both projects on bridge %s", vifA.Network.Bridge)
+	}
+	for _, br := range []string{vifA.Network.Bridge, vifB.Network.Bridge} {
+		nstest.Eventually(t, 30*time.Second, br+" made by the agent", func() bool { return hasLink(hv, br) })
+	}
+	vmA := newVM(t, hv, vifA.Network.Bridge, "tapa", vifA.MAC)
+	vmB := newVM(t, hv, vifB.Network.Bridge, "tapb", vifB.MAC)
+	for _, x := range []struct {
+		v   *vm
+		vif rpc.VIF
+	}{{vmA, vifA}, {vmB, vifB}} {
+		x.v.startDHCP(t)
+		ip := x.vif.FixedIPs[0]
+		nstest.Eventually(t, 30*time.Second, "VM has address "+ip.Address, func() bool { return x.v.addr(t) == ip.Address })
+		if err := x.v.ping(ip.Gateway); err != nil {
+			t.Errorf("VM on %s cannot reach its gateway: %v", x.vif.Network.Bridge, err)
+		}
+	}
+	if err := vmA.ping(vifB.FixedIPs[0].Address); err == nil {
+		t.Errorf("project a's VM reaches project b's VM at %s", vifB.FixedIPs[0].Address)
+	}
+	if err := vmB.ping(vifA.FixedIPs[0].Address); err == nil {
+		t.Errorf("project b's VM reaches project a's VM at %s", vifA.FixedIPs[0].Address)
+	}
+	want := []string{vifA.Network.Bridge, vifB.Network.Bridge,
+		fmt.Sprintf("vxlan%d", vifA.Network.VLAN), fmt.Sprintf("vxlan%d", vifB.Network.VLAN)}
+	sort.Strings(want)
+	if got := links(t, hv); !slices.Equal(got, want) {
+		t.Errorf("links %v, want %v", got, want)
+	}
+	wantFirewall(t, env, hv, vlanConfig())
+}
+
+// hostsFileMACs returns the MACs in a network's dnsmasq hosts file.
+func hostsFileMACs(a *agent, bridge string) []string {
+	b, err := os.ReadFile(filepath.Join(a.dir, "dhcp", bridge, "hosts"))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if mac, _, ok := strings.Cut(l, ","); ok {
+			out = append(out, mac)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// topProcesses returns the processes of ns whose parent is not in ns:
+// one per dnsmasq, leaving out the helper each forks for its dhcp-script.
+func topProcesses(ns *nstest.NS) ([]int, error) {
+	pids, err := ns.Pids()
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, p := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at ')'.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		if !slices.Contains(pids, ppid) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// converged reports how the namespace differs from the manager's desired
+// state for the host: links, dnsmasq processes and reservations ("" when
+// it matches).
+func converged(t *testing.T, env *testenv.Env, a *agent) string {
+	st, err := env.Client.HostState(ctx, a.host, 0)
+	if err != nil {
+		return err.Error()
+	}
+	var want []string
+	for _, n := range st.Networks {
+		want = append(want, n.Bridge, fmt.Sprintf("vxlan%d", n.VLAN))
+	}
+	sort.Strings(want)
+	if got := links(t, a.hv); !slices.Equal(got, want) {
+		return fmt.Sprintf("links %v, want %v", got, want)
+	}
+	pids, err := topProcesses(a.hv)
+	if err != nil || len(pids) != len(st.Networks) {
+		return fmt.Sprintf("%d processes (%v) in the namespace, want one dnsmasq per network (%d)", len(pids), err, len(st.Networks))
+	}
+	for _, n := range st.Networks {
+		var macs []string
+		for _, h := range n.DHCPHosts {
+			macs = append(macs, h.MAC)
+		}
+		sort.Strings(macs)
+		if got := hostsFileMACs(a, n.Bridge); !slices.Equal(got, macs) {
+			return fmt.Sprintf("%s reservations %v, want %v", n.Bridge, got, macs)
+		}
+	}
+	return ""
+}
+
+func TestAgentKilledMidSetupConverges(t *testing.T) {
+	nstest.RequireRoot(t)
+	env := testenv.Start(t, "vlan")
+	hv := nstest.New(t)
+	uplink(t, hv)
+	ag := newAgent(t, env, hv, "hv1", "vlan", vlanArgs...)
+	ag.start()
+	ag.waitRegistered()
+	ag.kill()
+
+	// While the agent is down, seven projects get a network each.
+	if _, err := env.Client.CreateNetworks(ctx, rpc.CreateNetworksRequest{CIDR: "10.2.0.0/24", NumNetworks: 8,
+		NetworkSize: 16, VLANStart: 200}); err != nil {
+		t.Fatal(err)
+	}
+	insts := map[string]rpc.VIF{}
+	for i := range 7 {
+		inst := uuid.NewString()
+		insts[inst] = allocate(t, env, inst, fmt.Sprintf("project-%d", i), "hv1")
+	}
+
+	// Start it and kill it as soon as the first bridge appears: in the
+	// middle of setting up seven networks.
+	ag.start()
+	nstest.Eventually(t, 30*time.Second, "a first bridge", func() bool { return len(links(t, hv)) > 0 })
+	ag.kill()
+	t.Logf("killed with %v made", links(t, hv))
+
+	// Change the allocations behind its back: one project's instance goes
+	// and its network is deleted; another's instance goes but its address
+	// is not released yet; an eighth project arrives.
+	var gone, held rpc.VIF
+	var goneInst, heldInst string
+	for inst, vif := range insts {
+		switch {
+		case goneInst == "":
+			goneInst, gone = inst, vif
+		case heldInst == "":
+			heldInst, held = inst, vif
+		}
+	}
+	for _, inst := range []string{goneInst, heldInst} {
+		if err := env.Client.Call(ctx, rpc.MethodDeallocateForInstance, rpc.InstanceRequest{InstanceUUID: inst}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := env.Client.Call(ctx, rpc.MethodReleaseFixedIP, rpc.AddressRequest{Address: gone.FixedIPs[0].Address}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.DeleteNetwork(ctx, fmt.Sprint(gone.Network.ID)); err != nil {
+		t.Fatal(err)
+	}
+	allocate(t, env, uuid.NewString(), "project-7", "hv1")
+
+	ag.start()
+	var diff string
+	deadline := time.Now().Add(60 * time.Second)
+	for diff = converged(t, env, ag); diff != "" && time.Now().Before(deadline); diff = converged(t, env, ag) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if diff != "" {
+		t.Fatalf("not converged in 60s: %s", diff)
+	}
+	if hasLink(hv, gone.Network.Bridge) {
+		t.Errorf("bridge %s of the deleted network is left over", gone.Network.Bridge)
+	}
+	if macs := hostsFileMACs(ag, held.Network.Bridge); len(macs) != 0 {
+		t.Errorf("deallocated instance still reserved on %s: %v", held.Network.Bridge, macs)
+	}
+	wantFirewall(t, env, hv, vlanConfig())
+	// Records name exactly the networks set up.
+	recs, _ := filepath.Glob(filepath.Join(ag.dir, "state", "networks", "*.json"))
+	st, _ := env.Client.HostState(ctx, "hv1", 0)
+	if len(recs) != len(st.Networks) {
+		t.Errorf("%d records for %d networks: %v", len(recs), len(st.Networks), recs)
+	}
+}

@@ -156,8 +156,12 @@ func ParseNetwork(n rpc.HostNetwork) (Network, error) {
 	return out, nil
 }
 
+// parseVPN returns the network's VPN forward. A VLAN network always has a
+// VPN port and private address, but a public address only when the
+// operator gave one (netadm network create --vpn-public-address): without
+// it there is nothing to forward, so no VPN rule.
 func parseVPN(n rpc.HostNetwork) (*VPN, error) {
-	if n.VPNPublicAddress == "" && n.VPNPrivateAddress == "" && n.VPNPublicPort == 0 {
+	if n.VPNPublicAddress == "" {
 		return nil, nil
 	}
 	if n.VPNPublicAddress == "" || n.VPNPrivateAddress == "" || n.VPNPublicPort == 0 {
