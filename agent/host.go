@@ -74,7 +74,8 @@ func (h *KernelHost) Apply(ctx context.Context, nets []rpc.HostNetwork, fips []r
 }
 
 // Resync makes the next Apply rewrite every chain and re-check the jumps,
-// repairing rules changed behind our back.
-func (h *KernelHost) Resync() { h.fw.Resync(); h.last = nil }
+// repairing rules changed behind our back. (Such a repair is not reported
+// as a change: the iptables manager does not read the rules back.)
+func (h *KernelHost) Resync() { h.fw.Resync() }
 
 var _ Binder = (*floating.Binder)(nil)

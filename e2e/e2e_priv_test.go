@@ -612,3 +612,43 @@ func TestAgentKilledMidSetupConverges(t *testing.T) {
 		t.Errorf("%d records for %d networks: %v", len(recs), len(st.Networks), recs)
 	}
 }
+
+func TestFlatUsesOperatorBridge(t *testing.T) {
+	nstest.RequireRoot(t)
+	env := testenv.Start(t, "flat")
+	hv := nstest.New(t)
+	ag := newAgent(t, env, hv, "hv1", "flat", "--routing-source-ip", "192.0.2.10")
+	ag.start()
+	ag.waitRegistered()
+	if _, err := env.Client.CreateNetworks(ctx, rpc.CreateNetworksRequest{CIDR: "10.3.0.0/28", NumNetworks: 1,
+		NetworkSize: 16, Bridge: "br100"}); err != nil {
+		t.Fatal(err)
+	}
+	allocate(t, env, uuid.NewString(), "p1", "hv1")
+
+	// No bridge yet: the host cannot serve the network, and says why.
+	_, err := env.Client.ConvergeHost(ctx, "hv1")
+	if err == nil || !strings.Contains(err.Error(), "bridge br100 does not exist") {
+		t.Fatalf("converge without the operator's bridge: %v, want an error naming br100", err)
+	}
+	if got := links(t, hv); len(got) != 0 {
+		t.Errorf("flat driver made links %v", got)
+	}
+
+	// The operator makes the bridge: the host converges, making nothing.
+	hv.Run(t, "ip", "link", "add", "br100", "type", "bridge")
+	if _, err := env.Client.ConvergeHost(ctx, "hv1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := links(t, hv); !slices.Equal(got, []string{"br100"}) {
+		t.Errorf("links %v, want only the operator's br100", got)
+	}
+	wantFirewall(t, env, hv, hostnet.Config{Host: "hv1", Driver: "flat", RoutingSourceIP: netip.MustParseAddr("192.0.2.10")})
+	if pids, _ := hv.Pids(); len(pids) != 0 {
+		t.Errorf("flat mode runs no dnsmasq, found processes %v", pids)
+	}
+	changes, err := env.Client.ConvergeHost(ctx, "hv1")
+	if err != nil || len(changes) != 0 {
+		t.Errorf("second converge: %v, %v; want nothing to change", changes, err)
+	}
+}
