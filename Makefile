@@ -14,13 +14,14 @@ PG_PORT ?= 5439
 DATABASE_URL ?= postgres://novanet:novanet@127.0.0.1:$(PG_PORT)/novanet?sslmode=disable
 FUZZTIME ?= 20s
 
-.PHONY: help build test vet fmt-check run db db-stop bench fuzz install clean
+.PHONY: help build test vet fmt-check run db db-stop demo bench fuzz install clean
 
 help:
 	@echo "make build     build $(CMDS) into $(BIN)/"
 	@echo "make test      gofmt check, go vet, and every test with the race detector (privileged tests need root)"
 	@echo "make run       start a local PostgreSQL cluster ($(PG_CLUSTER), port $(PG_PORT)) and run network-manager with embedded NATS"
 	@echo "make db-stop   stop that cluster"
+	@echo "make demo      (root) manager, agent and two DHCP \"VMs\" end to end in throwaway namespaces, then clean up"
 	@echo "make bench     benchmarks, each beside a baseline measured in the same run"
 	@echo "make fuzz      run every fuzz target for FUZZTIME ($(FUZZTIME)) each"
 	@echo "make install   install the binaries into $(PREFIX)/bin and the units into /etc/systemd/system"
@@ -51,6 +52,10 @@ db:
 
 db-stop:
 	pg_ctlcluster $(PG_VERSION) $(PG_CLUSTER) stop
+
+# Root: its own PostgreSQL, manager and agent, network namespaces only.
+demo:
+	scripts/demo.sh
 
 run: build db
 	@echo "network-manager: NATS on nats://127.0.0.1:4222, health on http://127.0.0.1:9696; try: $(BIN)/netadm network create 10.0.0.0/8 3 16"

@@ -36,6 +36,27 @@ func New(nc *nats.Conn, timeout time.Duration) *Client {
 // reply (which may be nil). Errors from the manager are *rpc.Error; an
 // absent or silent manager is rpc.CodeUnavailable.
 func (c *Client) Call(ctx context.Context, method string, req, reply any) error {
+	return c.call(ctx, rpc.Subject(method), "network-manager", method, req, reply)
+}
+
+// CallHost sends req to a method of the agent on host
+// (novanet.host.<host>.<method>).
+func (c *Client) CallHost(ctx context.Context, host, method string, req, reply any) error {
+	if err := rpc.ValidateHostName(host); err != nil {
+		return &rpc.Error{Code: rpc.CodeInvalidArgument, Message: err.Error(), Field: "host"}
+	}
+	return c.call(ctx, rpc.HostSubject(host, method), "network-host on "+host, method, req, reply)
+}
+
+// ConvergeHost asks the agent on host to converge the whole host now, and
+// returns what it changed.
+func (c *Client) ConvergeHost(ctx context.Context, host string) ([]string, error) {
+	var r rpc.HostActionReply
+	err := c.CallHost(ctx, host, rpc.HostMethodConverge, struct{}{}, &r)
+	return r.Changes, err
+}
+
+func (c *Client) call(ctx context.Context, subject, who, method string, req, reply any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode %s request: %w", method, err)
@@ -45,11 +66,10 @@ func (c *Client) Call(ctx context.Context, method string, req, reply any) error 
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	subject := rpc.Subject(method)
 	msg, err := c.nc.RequestWithContext(ctx, subject, body)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return rpc.Errorf(rpc.CodeUnavailable, "no network-manager answers on %s (is it running and on the same NATS?)", subject)
+		return rpc.Errorf(rpc.CodeUnavailable, "no %s answers on %s (is it running and on the same NATS?)", who, subject)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return rpc.Errorf(rpc.CodeUnavailable, "no reply on %s in time", subject)
 	case err != nil:

@@ -61,6 +61,7 @@ func TestExampleConfig(t *testing.T) {
 	bin := build(t)
 	for file, args := range map[string][]string{
 		"network-manager.env.example": {filepath.Join(bin, "network-manager"), "serve", "--help"},
+		"network-host.env.example":    {filepath.Join(bin, "network-host"), "serve", "--help"},
 	} {
 		help, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 		if err != nil {

@@ -75,6 +75,10 @@ type Config struct {
 	DHCPDir       string   // dnsmasq files, one directory per network
 	DHCPCommand   []string // run by dnsmasq's --dhcp-script, e.g. network-host dhcp-event
 	DnsmasqBinary string   // default: dnsmasq on PATH
+	DnsmasqUser   string   // user dnsmasq drops to; empty: dnsmasq's default
+	// DHCPDisableDNS turns off dnsmasq's DNS server (port=0); clients then
+	// only get the network's DNS servers.
+	DHCPDisableDNS bool
 
 	StateDir string // records of what we made
 }

@@ -173,7 +173,7 @@ func instanceTargets(ctx context.Context, tx pgx.Tx, inst string) ([]hostTarget,
 // changed: they re-read its desired state and converge. A host that is down
 // or slow misses nothing: it converges when it starts and periodically.
 func (m *Manager) notify(method string, targets []hostTarget) {
-	nc := m.nc
+	nc, nctx := m.nc, m.notifyCtx
 	if nc == nil {
 		return
 	}
@@ -188,8 +188,12 @@ func (m *Manager) notify(method string, targets []hostTarget) {
 			defer m.wg.Done()
 			body, _ := json.Marshal(rpc.HostNetworkRequest{NetworkID: t.network})
 			subject := rpc.HostSubject(t.host, method)
-			msg, err := nc.Request(subject, body, notifyTimeout)
+			rctx, cancel := context.WithTimeout(nctx, notifyTimeout)
+			defer cancel()
+			msg, err := nc.RequestWithContext(rctx, subject, body)
 			switch {
+			case nctx.Err() != nil:
+				m.log.Info("agent not told: shutting down", zap.String("subject", subject))
 			case errors.Is(err, nats.ErrNoResponders):
 				m.log.Info("agent not listening; it converges when it starts", zap.String("subject", subject))
 			case err != nil:

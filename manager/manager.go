@@ -72,6 +72,10 @@ type Manager struct {
 	cfg     Config
 	metrics *metrics
 	nc      *nats.Conn // set by Serve; agents are notified through it
+	// notifyCtx bounds notifications to agents; Stop cancels it, so that
+	// shutdown does not wait for agents that do not answer.
+	notifyCtx    context.Context
+	cancelNotify context.CancelFunc
 
 	sem chan struct{}
 	wg  sync.WaitGroup
@@ -183,6 +187,7 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 		return nil, fmt.Errorf("add micro service: %w", err)
 	}
 	m.nc = nc
+	m.notifyCtx, m.cancelNotify = context.WithCancel(context.WithoutCancel(ctx))
 	g := svc.AddGroup(rpc.ManagerPrefix)
 	hs := m.handlers()
 	for _, name := range rpc.ManagerMethods {
@@ -208,6 +213,7 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 // Stop unsubscribes the endpoints and waits for requests under way.
 func (s *Service) Stop() error {
 	err := s.svc.Stop()
+	s.m.cancelNotify()
 	s.m.wg.Wait()
 	return err
 }

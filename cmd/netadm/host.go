@@ -36,6 +36,38 @@ serves (multi-host networks are served by every host with an instance on them).`
 			return a.printHosts(hosts)
 		},
 	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "converge HOST",
+		Short: "Make the agent on HOST converge now, and print what it changed",
+		Long: `Ask the network-host agent on HOST to converge the whole host to the state
+the manager holds for it - as it does when it starts and periodically - and
+print what it changed (nothing when the host already matched). The request
+goes to the agent itself (novanet.host.HOST.converge), so it fails with
+"unavailable" when the agent is not running, and with the agent's own error
+when something could not be set up (everything else still is).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, done, err := a.client()
+			if err != nil {
+				return err
+			}
+			defer done()
+			changes, err := c.ConvergeHost(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(rpc.HostActionReply{Changes: changes})
+			}
+			if len(changes) == 0 {
+				fmt.Fprintf(a.stdout, "%s: nothing to change\n", args[0])
+			}
+			for _, c := range changes {
+				fmt.Fprintf(a.stdout, "%s: %s\n", args[0], c)
+			}
+			return nil
+		},
+	})
 	return cmd
 }
 

@@ -1,0 +1,394 @@
+// Package agent is network-host's core: it registers the host with the
+// manager and keeps it registered, serves the manager's per-host requests
+// (setup_network, teardown_network, refresh_dhcp, converge), and converges
+// the host to the desired state the manager reports — on start, on each
+// request and periodically — through one driver (flat, flatdhcp or vlan),
+// the firewall and the floating addresses.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"go.uber.org/zap"
+
+	"novanet/client"
+	"novanet/hostnet"
+	"novanet/rpc"
+)
+
+// ServiceName is the agents' name in NATS micro discovery ($SRV.INFO).
+const ServiceName = "novanet-host"
+
+// Manager is what the agent asks of the network-manager.
+type Manager interface {
+	RegisterHost(ctx context.Context, req rpc.RegisterHostRequest) (rpc.HostInfo, error)
+	HostState(ctx context.Context, host string, networkID int64) (rpc.HostState, error)
+	Call(ctx context.Context, method string, req, reply any) error
+}
+
+var _ Manager = (*client.Client)(nil)
+
+// Host is what the agent programs beside the driver: the firewall and the
+// floating addresses, both computed from the whole desired state.
+type Host interface {
+	// Apply makes the firewall and the floating addresses match nets and
+	// fips, and returns what it changed.
+	Apply(ctx context.Context, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) ([]string, error)
+}
+
+// Config tunes an Agent.
+type Config struct {
+	Host     string
+	Driver   string
+	Version  string
+	StateDir string
+	// HeartbeatInterval: how often the agent re-registers; default
+	// rpc.DefaultHeartbeatSec seconds.
+	HeartbeatInterval time.Duration
+	// ConvergeInterval: how often the whole host is converged; default 60s.
+	ConvergeInterval time.Duration
+}
+
+// Agent converges one host.
+type Agent struct {
+	cfg   Config
+	log   *zap.Logger
+	mgr   Manager
+	drv   hostnet.Driver
+	host  Host
+	store *store
+
+	mu sync.Mutex // one convergence at a time
+	// desired is the last desired state seen, by network; fips the
+	// floating IPs. Both feed the firewall, which is computed whole.
+	desired map[int64]rpc.HostNetwork
+	fips    []rpc.HostFloatingIP
+	synced  bool // a full convergence has succeeded since start
+}
+
+// New returns an agent. drv programs networks; host the firewall and
+// floating addresses.
+func New(cfg Config, log *zap.Logger, mgr Manager, drv hostnet.Driver, host Host) (*Agent, error) {
+	if err := rpc.ValidateHostName(cfg.Host); err != nil {
+		return nil, err
+	}
+	if cfg.Driver != drv.Name() {
+		return nil, fmt.Errorf("driver %q configured but %q given", cfg.Driver, drv.Name())
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = rpc.DefaultHeartbeatSec * time.Second
+	}
+	if cfg.ConvergeInterval <= 0 {
+		cfg.ConvergeInterval = time.Minute
+	}
+	st, err := newStore(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, log: log, mgr: mgr, drv: drv, host: host, store: st, desired: map[int64]rpc.HostNetwork{}}, nil
+}
+
+// Report is what one convergence did.
+type Report struct {
+	Changes []string // what was created, removed or repaired
+	Errors  []string // what could not be done; the rest was
+}
+
+func (r *Report) add(changes []string, err error) {
+	r.Changes = append(r.Changes, changes...)
+	if err != nil {
+		r.Errors = append(r.Errors, err.Error())
+	}
+}
+
+func (r Report) err() error {
+	if len(r.Errors) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d problems: %s", len(r.Errors), r.Errors[0])
+}
+
+// Converge makes the whole host match the manager's desired state: every
+// network it should serve is set up, every network of ours it should not
+// serve is torn down (from the records, even when the manager no longer
+// knows the network), and the firewall and floating addresses match. One
+// network's failure does not stop the others; the error says how many
+// failed.
+func (a *Agent) Converge(ctx context.Context) (Report, error) {
+	st, err := a.mgr.HostState(ctx, a.cfg.Host, 0)
+	if err != nil {
+		return Report{}, fmt.Errorf("desired state of %s: %w", a.cfg.Host, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var rep Report
+	recs, err := a.store.list()
+	if err != nil {
+		return rep, err
+	}
+	want := map[int64]rpc.HostNetwork{}
+	for _, n := range st.Networks {
+		want[n.ID] = n
+	}
+	for _, rec := range recs {
+		if _, ok := want[rec.NetworkID]; !ok {
+			rep.add(a.teardown(ctx, rec))
+		}
+	}
+	for _, n := range st.Networks {
+		rep.add(a.setup(ctx, n))
+	}
+	a.desired, a.fips = want, st.FloatingIPs
+	// A full convergence rewrites the whole firewall, repairing rules
+	// changed behind our back; a per-network one only patches.
+	if r, ok := a.host.(interface{ Resync() }); ok {
+		r.Resync()
+	}
+	rep.add(a.applyHost(ctx))
+	if len(rep.Errors) == 0 {
+		a.synced = true
+	}
+	return rep, rep.err()
+}
+
+// ConvergeNetwork brings one network to its desired state on this host:
+// set up when the manager says the host serves it, torn down when not.
+// The firewall is recomputed from the whole state.
+func (a *Agent) ConvergeNetwork(ctx context.Context, id int64) (Report, error) {
+	st, err := a.mgr.HostState(ctx, a.cfg.Host, id)
+	if err != nil {
+		return Report{}, fmt.Errorf("desired state of network %d on %s: %w", id, a.cfg.Host, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var rep Report
+	if len(st.Networks) == 1 && st.Networks[0].ID == id {
+		rep.add(a.setup(ctx, st.Networks[0]))
+		a.desired[id] = st.Networks[0]
+	} else {
+		delete(a.desired, id)
+		rec, err := a.store.get(id)
+		switch {
+		case errors.Is(err, errMissing): // never set up here
+		case err != nil:
+			rep.add(nil, err)
+		default:
+			rep.add(a.teardown(ctx, rec))
+		}
+	}
+	a.fips = st.FloatingIPs
+	rep.add(a.applyHost(ctx))
+	return rep, rep.err()
+}
+
+// setup records, then sets up, one network. A network whose plan changed
+// (new bridge name, say) is torn down under its old record first.
+func (a *Agent) setup(ctx context.Context, n rpc.HostNetwork) ([]string, error) {
+	rec, err := a.drv.Plan(n)
+	if err != nil {
+		return nil, fmt.Errorf("network %d (%s): %w", n.ID, n.Label, err)
+	}
+	var changes []string
+	old, err := a.store.get(n.ID)
+	switch {
+	case err == nil && old != rec:
+		ch, err := a.teardown(ctx, old)
+		changes = append(changes, ch...)
+		if err != nil {
+			return changes, err
+		}
+	case err != nil && !errors.Is(err, errMissing):
+		return nil, err
+	}
+	if err := a.store.put(rec); err != nil {
+		return changes, err
+	}
+	ch, err := a.drv.Setup(ctx, n)
+	changes = append(changes, ch...)
+	if err != nil {
+		return changes, fmt.Errorf("set up network %d (%s): %w", n.ID, n.Label, err)
+	}
+	return changes, nil
+}
+
+func (a *Agent) teardown(ctx context.Context, rec hostnet.Record) ([]string, error) {
+	changes, err := a.drv.Teardown(ctx, rec)
+	if err != nil {
+		return changes, fmt.Errorf("tear down network %d: %w", rec.NetworkID, err)
+	}
+	return changes, a.store.remove(rec.NetworkID)
+}
+
+func (a *Agent) applyHost(ctx context.Context) ([]string, error) {
+	nets := make([]rpc.HostNetwork, 0, len(a.desired))
+	for _, n := range a.desired {
+		nets = append(nets, n)
+	}
+	slices.SortFunc(nets, func(x, y rpc.HostNetwork) int { return int(x.ID - y.ID) })
+	ch, err := a.host.Apply(ctx, nets, a.fips)
+	if err != nil {
+		return ch, fmt.Errorf("firewall and floating addresses: %w", err)
+	}
+	return ch, nil
+}
+
+// register announces the host; it is also the heartbeat.
+func (a *Agent) register(ctx context.Context) error {
+	_, err := a.mgr.RegisterHost(ctx, rpc.RegisterHostRequest{Host: a.cfg.Host, Driver: a.cfg.Driver, Version: a.cfg.Version})
+	return err
+}
+
+// Serve registers the agent's endpoints on nc: novanet.host.<host>.<method>.
+func (a *Agent) Serve(ctx context.Context, nc *nats.Conn) (micro.Service, error) {
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        ServiceName,
+		Version:     a.cfg.Version,
+		Description: "novanet agent on " + a.cfg.Host + " (" + a.cfg.Driver + ")",
+		Metadata:    map[string]string{"host": a.cfg.Host, "driver": a.cfg.Driver},
+		// Each agent answers for its own host only.
+		QueueGroup: ServiceName + "." + a.cfg.Host,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("add micro service: %w", err)
+	}
+	g := svc.AddGroup(rpc.HostPrefix + "." + a.cfg.Host)
+	for _, m := range rpc.HostMethods {
+		if err := g.AddEndpoint(m, a.handler(ctx, m)); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("add endpoint %s: %w", m, err)
+		}
+	}
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("flush subscriptions: %w", err)
+	}
+	return svc, nil
+}
+
+// handler serves one method. Convergence is serialized by a.mu, so the
+// handler does its work inline: a request waits for the one before it.
+func (a *Agent) handler(ctx context.Context, method string) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		var body rpc.HostNetworkRequest
+		if err := rpc.Decode(req.Data(), &body); err != nil {
+			_ = req.Error("400", err.Error(), mustJSON(err))
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		var (
+			rep Report
+			err error
+		)
+		switch {
+		case method == rpc.HostMethodConverge:
+			rep, err = a.Converge(rctx)
+		case body.NetworkID <= 0:
+			e := &rpc.Error{Code: rpc.CodeInvalidArgument, Message: "network_id is required", Field: "network_id"}
+			_ = req.Error("400", e.Message, mustJSON(e))
+			return
+		default:
+			rep, err = a.ConvergeNetwork(rctx, body.NetworkID)
+		}
+		a.logReport(method, body.NetworkID, rep, err)
+		if err != nil {
+			e := rpc.Errorf(rpc.CodeInternal, "%s on %s: %v", method, a.cfg.Host, err)
+			_ = req.Error("500", e.Message, mustJSON(e))
+			return
+		}
+		_ = req.RespondJSON(rpc.HostActionReply{Changes: nonNil(rep.Changes)})
+	})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func (a *Agent) logReport(what string, network int64, rep Report, err error) {
+	fields := []zap.Field{zap.String("trigger", what)}
+	if network != 0 {
+		fields = append(fields, zap.Int64("network", network))
+	}
+	if len(rep.Changes) > 0 {
+		a.log.Info("host changed", append(fields, zap.Strings("changes", rep.Changes))...)
+	}
+	if err != nil {
+		a.log.Warn("convergence incomplete", append(fields, zap.Strings("errors", rep.Errors), zap.Error(err))...)
+	}
+}
+
+// Run registers the host, serves the manager's requests on nc, converges
+// the host, then heartbeats and converges periodically until ctx ends. The
+// first registration and convergence are retried until they succeed: a
+// manager that is not up yet is waited for.
+func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
+	svc, err := a.Serve(ctx, nc)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = svc.Stop() }()
+
+	heartbeat := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer heartbeat.Stop()
+	converge := time.NewTicker(a.cfg.ConvergeInterval)
+	defer converge.Stop()
+
+	registered := false
+	tryRegister := func() {
+		if err := a.register(ctx); err != nil {
+			a.log.Warn("register with the manager", zap.Error(err))
+			registered = false
+			return
+		}
+		if !registered {
+			a.log.Info("registered", zap.String("host", a.cfg.Host), zap.String("driver", a.cfg.Driver))
+		}
+		registered = true
+	}
+	tryConverge := func(trigger string) {
+		rep, err := a.Converge(ctx)
+		a.logReport(trigger, 0, rep, err)
+	}
+	tryRegister()
+	if registered {
+		tryConverge("start")
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-heartbeat.C:
+			was := registered
+			tryRegister()
+			if registered && (!was || !a.isSynced()) {
+				tryConverge("start")
+			}
+		case <-converge.C:
+			if registered {
+				tryConverge("periodic")
+			}
+		}
+	}
+}
+
+func (a *Agent) isSynced() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.synced
+}

@@ -1,0 +1,312 @@
+package flatdhcp_test
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"novanet/flatdhcp"
+	"novanet/hostnet"
+	"novanet/hostnet/hostnettest"
+	"novanet/linuxnet/link"
+	"novanet/rpc"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if d := cmp.Diff(string(want), got); d != "" {
+		t.Errorf("%s mismatch (-want +got, run with -update to accept):\n%s", path, d)
+	}
+}
+
+func config() hostnet.Config {
+	return hostnet.Config{
+		Driver: "flatdhcp", FlatInterface: "eth1", DHCPDir: "/var/lib/novanet/dhcp",
+		DHCPDomain: "novalocal", DHCPCommand: []string{"/usr/bin/network-host", "dhcp-event"},
+	}
+}
+
+type fakeOS struct {
+	links *hostnettest.Links
+	dhcp  *hostnettest.DHCP
+	agent *hostnettest.Agent
+}
+
+func newOS(t *testing.T) *fakeOS {
+	t.Helper()
+	o := &fakeOS{links: hostnettest.NewLinks("eth0", "eth1", "eth2"), dhcp: hostnettest.NewDHCP()}
+	d, err := flatdhcp.New(config(), o.links, o.dhcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.agent = hostnettest.NewAgent(d)
+	return o
+}
+
+func (o *fakeOS) dump() string { return o.links.Dump() + o.dhcp.Dump() }
+
+func net1(hosts int) rpc.HostNetwork {
+	n := rpc.HostNetwork{
+		ID: 1, CIDR: "10.0.0.0/24", Gateway: "10.0.0.1", DHCPStart: "10.0.0.2", Bridge: "br100",
+		DNS: []string{"8.8.8.8"}, MTU: 1500, EnableDHCP: true,
+	}
+	for i := range hosts {
+		n.DHCPHosts = append(n.DHCPHosts, rpc.DHCPHost{
+			MAC: fmt.Sprintf("02:00:00:00:00:%02x", i+1), Address: fmt.Sprintf("10.0.0.%d", 10+i), Hostname: fmt.Sprintf("vm%d", i+1),
+		})
+	}
+	return n
+}
+
+func net2(dhcp bool) rpc.HostNetwork {
+	return rpc.HostNetwork{
+		ID: 2, CIDR: "10.0.1.0/24", Gateway: "10.0.1.1", Bridge: "br200", BridgeInterface: "eth2", MTU: 9000, EnableDHCP: dhcp,
+		DHCPHosts: []rpc.DHCPHost{{MAC: "02:00:00:00:01:01", Address: "10.0.1.10"}},
+	}
+}
+
+// states are desired states of the host, each a list of networks.
+func states() []struct {
+	name string
+	nets []rpc.HostNetwork
+} {
+	mtu := net1(1)
+	mtu.MTU = 1400
+	renamed := net1(1)
+	renamed.Bridge = "br101"
+	return []struct {
+		name string
+		nets []rpc.HostNetwork
+	}{
+		{"empty", nil},
+		{"one network", []rpc.HostNetwork{net1(1)}},
+		{"two hosts", []rpc.HostNetwork{net1(2)}},
+		{"mtu and a second network without dhcp", []rpc.HostNetwork{mtu, net2(false)}},
+		{"second network with dhcp only", []rpc.HostNetwork{net2(true)}},
+		{"bridge renamed", []rpc.HostNetwork{renamed, net2(true)}},
+		{"no hosts", []rpc.HostNetwork{net1(0)}},
+	}
+}
+
+// TestStates applies the states in order, checks the OS state of each
+// against the golden file and that converging again changes nothing; then
+// walks random transitions and checks that every state is reached cleanly.
+func TestStates(t *testing.T) {
+	o := newOS(t)
+	want := map[string]string{}
+	var all strings.Builder
+	for _, s := range states() {
+		changes, err := o.agent.Converge(t.Context(), s.nets)
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		fmt.Fprintf(&all, "== %s\n-- changes\n%s\n-- state\n%s", s.name, strings.Join(changes, "\n"), o.dump())
+		if again, err := o.agent.Converge(t.Context(), s.nets); err != nil || again != nil {
+			t.Errorf("%s: converging again = %q, %v; want no changes", s.name, again, err)
+		}
+		// The state reached from a fresh host.
+		fresh := newOS(t)
+		if _, err := fresh.agent.Converge(t.Context(), s.nets); err != nil {
+			t.Fatalf("%s from scratch: %v", s.name, err)
+		}
+		want[s.name] = fresh.dump()
+		if d := cmp.Diff(want[s.name], o.dump()); d != "" {
+			t.Errorf("%s: state after the previous one differs from a fresh host (-fresh +got):\n%s", s.name, d)
+		}
+	}
+	golden(t, "states.golden", all.String())
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	ss := states()
+	for i := range 60 {
+		s := ss[rng.IntN(len(ss))]
+		if _, err := o.agent.Converge(t.Context(), s.nets); err != nil {
+			t.Fatalf("transition %d to %s: %v", i, s.name, err)
+		}
+		if d := cmp.Diff(want[s.name], o.dump()); d != "" {
+			t.Fatalf("transition %d to %s (-want +got):\n%s", i, s.name, d)
+		}
+	}
+}
+
+func TestSetupReportsAndRepairsDrift(t *testing.T) {
+	o := newOS(t)
+	ctx := t.Context()
+	d := o.agent.Driver
+	n := net1(1)
+	changes, err := d.Setup(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantChanges := []string{"created bridge br100", "added address 10.0.0.1/24 to br100", "enslaved eth1 to br100", "dnsmasq br100 started"}
+	if d := cmp.Diff(wantChanges, changes); d != "" {
+		t.Errorf("first Setup changes (-want +got):\n%s", d)
+	}
+	if changes, err := d.Setup(ctx, n); err != nil || changes != nil {
+		t.Errorf("second Setup = %q, %v; want nil", changes, err)
+	}
+	n = net1(2)
+	if changes, err := d.Setup(ctx, n); err != nil || !cmp.Equal(changes, []string{"dnsmasq br100 reloaded (hosts changed)"}) {
+		t.Errorf("Setup with a new host = %q, %v", changes, err)
+	}
+	n.DNS = []string{"8.8.4.4"}
+	if changes, err := d.Setup(ctx, n); err != nil || !cmp.Equal(changes, []string{"dnsmasq br100 restarted (config changed)"}) {
+		t.Errorf("Setup with new DNS = %q, %v", changes, err)
+	}
+	// Drift: dnsmasq died, the bridge lost its address, eth1 left it.
+	o.dhcp.Kill("br100")
+	if err := o.links.Delete(ctx, "br100"); err != nil {
+		t.Fatal(err)
+	}
+	o.links.Add("br100", hostnettest.Link{Kind: "bridge", MTU: 1500})
+	changes, err = d.Setup(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantChanges = []string{"set bridge br100 up", "added address 10.0.0.1/24 to br100", "enslaved eth1 to br100", "dnsmasq br100 started"}
+	if d := cmp.Diff(wantChanges, changes); d != "" {
+		t.Errorf("Setup after drift (-want +got):\n%s", d)
+	}
+	// DHCP turned off stops the dnsmasq.
+	n.EnableDHCP = false
+	if changes, err := d.Setup(ctx, n); err != nil || !cmp.Equal(changes, []string{"dnsmasq br100 stopped (dhcp disabled)"}) {
+		t.Errorf("Setup with DHCP off = %q, %v", changes, err)
+	}
+}
+
+func TestMovesFlatInterfaceAddress(t *testing.T) {
+	o := newOS(t)
+	o.links.Add("eth1", hostnettest.Link{Kind: "device", Up: true, MTU: 1500, Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.5/24")}})
+	changes, err := o.agent.Driver.Setup(t.Context(), net1(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(changes[2:3], []string{"enslaved eth1 to br100"}) || changes[3] != "moved 192.0.2.5/24 from eth1 to br100" {
+		t.Errorf("changes = %q", changes)
+	}
+	br, _ := o.links.Get("br100")
+	if !cmp.Equal(br.Addrs, []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24"), netip.MustParsePrefix("192.0.2.5/24")}, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })) {
+		t.Errorf("bridge addresses = %v", br.Addrs)
+	}
+}
+
+func TestTeardownOfGoneObjects(t *testing.T) {
+	o := newOS(t)
+	d := o.agent.Driver
+	rec, err := d.Plan(net1(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (hostnet.Record{NetworkID: 1, Driver: "flatdhcp", Bridge: "br100", BridgeOwned: true, DHCP: "br100"}); rec != want {
+		t.Errorf("Plan = %+v, want %+v", rec, want)
+	}
+	// Nothing was ever made (a crash right after the record was stored).
+	if changes, err := d.Teardown(t.Context(), rec); err != nil || changes != nil {
+		t.Errorf("Teardown of nothing = %q, %v", changes, err)
+	}
+	if _, err := d.Setup(t.Context(), net1(1)); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := d.Teardown(t.Context(), rec)
+	if err != nil || !cmp.Equal(changes, []string{"dnsmasq br100 stopped", "deleted bridge br100"}) {
+		t.Errorf("Teardown = %q, %v", changes, err)
+	}
+	if changes, err := d.Teardown(t.Context(), rec); err != nil || changes != nil {
+		t.Errorf("second Teardown = %q, %v", changes, err)
+	}
+	if got, want := o.dump(), hostnettest.NewLinks("eth0", "eth1", "eth2").Dump(); got != want {
+		t.Errorf("after teardown:\n%s\nwant\n%s", got, want)
+	}
+	for _, bad := range []hostnet.Record{
+		{NetworkID: 1, Driver: "vlan", Bridge: "br100"},
+		{NetworkID: 1, Driver: "flatdhcp", Bridge: "br/100"},
+		{NetworkID: 1, Driver: "flatdhcp", Bridge: "br100", DHCP: "../etc"},
+	} {
+		if _, err := d.Teardown(t.Context(), bad); err == nil {
+			t.Errorf("Teardown(%+v) succeeded", bad)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	ctx := t.Context()
+	t.Run("missing flat interface", func(t *testing.T) {
+		o := newOS(t)
+		n := net1(0)
+		n.BridgeInterface = "eth7"
+		_, err := o.agent.Driver.Setup(ctx, n)
+		if !errors.Is(err, link.ErrNotFound) || !strings.Contains(err.Error(), "flat interface eth7") || !strings.Contains(err.Error(), "network 1 (br100)") {
+			t.Errorf("Setup = %v", err)
+		}
+	})
+	t.Run("port of another bridge", func(t *testing.T) {
+		o := newOS(t)
+		o.links.Add("br9", hostnettest.Link{Kind: "bridge", Up: true, MTU: 1500})
+		if err := o.links.Enslave(ctx, "br9", "eth1", link.EnslaveOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := o.agent.Driver.Setup(ctx, net1(0))
+		if !errors.Is(err, hostnet.ErrPortInUse) || !strings.Contains(err.Error(), "eth1") || !strings.Contains(err.Error(), "br9") {
+			t.Errorf("Setup = %v", err)
+		}
+	})
+	t.Run("bridge name taken by a device", func(t *testing.T) {
+		o := newOS(t)
+		n := net1(0)
+		n.Bridge = "eth2"
+		if _, err := o.agent.Driver.Setup(ctx, n); !errors.Is(err, link.ErrMismatch) || !strings.Contains(err.Error(), "eth2") {
+			t.Errorf("Setup = %v", err)
+		}
+	})
+	t.Run("dhcp without gateway is refused before anything is made", func(t *testing.T) {
+		o := newOS(t)
+		n := net1(0)
+		n.Gateway = ""
+		if _, err := o.agent.Driver.Setup(ctx, n); !errors.Is(err, hostnet.ErrInvalidNetwork) || !strings.Contains(err.Error(), "gateway") {
+			t.Errorf("Setup = %v", err)
+		}
+		if o.links.Calls != nil {
+			t.Errorf("links changed: %q", o.links.Calls)
+		}
+	})
+	t.Run("dnsmasq failure names the network", func(t *testing.T) {
+		o := newOS(t)
+		o.dhcp.Fail = errors.New("boom")
+		if _, err := o.agent.Driver.Setup(ctx, net1(0)); err == nil || !strings.Contains(err.Error(), "network 1 (br100)") {
+			t.Errorf("Setup = %v", err)
+		}
+	})
+	t.Run("config", func(t *testing.T) {
+		cfg := config()
+		cfg.DHCPDir = "dhcp"
+		if _, err := flatdhcp.New(cfg, hostnettest.NewLinks(), hostnettest.NewDHCP()); !errors.Is(err, hostnet.ErrInvalidConfig) {
+			t.Errorf("New with relative dir = %v", err)
+		}
+		cfg = config()
+		cfg.FlatInterface = "eth 1"
+		if _, err := flatdhcp.New(cfg, hostnettest.NewLinks(), hostnettest.NewDHCP()); !errors.Is(err, hostnet.ErrInvalidConfig) {
+			t.Errorf("New with bad flat interface = %v", err)
+		}
+	})
+}

@@ -1,0 +1,130 @@
+package hostnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"novanet/linuxnet/dnsmasq"
+)
+
+// DefaultDHCPLeaseTime is used when Config.DHCPLeaseTime is zero (nova's
+// dhcp_lease_time default).
+const DefaultDHCPLeaseTime = 24 * time.Hour
+
+// DHCPConfig returns the dnsmasq config of network n served on bridge
+// under the instance name: files in cfg.DHCPDir/<name>, the static range
+// from n.DHCPStart (else the first address after the gateway), router =
+// gateway, n.DNS, cfg.DHCPDomain, cfg.DHCPLeaseTime, n.MTU, EventCommand =
+// cfg.DHCPCommand. It is pure; the result has been validated.
+func DHCPConfig(cfg Config, name string, n Network) (dnsmasq.Config, error) {
+	if !ValidDHCPName(name) {
+		return dnsmasq.Config{}, fmt.Errorf("%w: %s: dnsmasq name %q: want 1-32 of [A-Za-z0-9_-]", ErrInvalidNetwork, n, name)
+	}
+	if err := checkDHCPDir(cfg.DHCPDir); err != nil {
+		return dnsmasq.Config{}, err
+	}
+	if !n.Gateway.IsValid() || !n.Gateway.Addr().Is4() {
+		return dnsmasq.Config{}, fmt.Errorf("%w: %s: dhcp needs an IPv4 gateway", ErrInvalidNetwork, n)
+	}
+	start := n.DHCPStart
+	if !start.IsValid() {
+		start = n.Gateway.Addr().Next()
+	}
+	lease := cfg.DHCPLeaseTime
+	if lease == 0 {
+		lease = DefaultDHCPLeaseTime
+	}
+	c := dnsmasq.Config{
+		Name:         name,
+		Interface:    n.Bridge,
+		Gateway:      n.Gateway,
+		RangeStart:   start,
+		DNS:          n.DNS,
+		Domain:       cfg.DHCPDomain,
+		LeaseTime:    lease,
+		MTU:          n.MTU,
+		Dir:          filepath.Join(cfg.DHCPDir, name),
+		EventCommand: cfg.DHCPCommand,
+		DisableDNS:   cfg.DHCPDisableDNS,
+		User:         cfg.DnsmasqUser,
+		Binary:       cfg.DnsmasqBinary,
+		NetNS:        cfg.NetNS,
+	}
+	if err := c.Validate(); err != nil {
+		return dnsmasq.Config{}, fmt.Errorf("%s: %w", n, err)
+	}
+	return c, nil
+}
+
+func checkDHCPDir(dir string) error {
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+		return fmt.Errorf("%w: dhcp dir %q: want a clean absolute path", ErrInvalidConfig, dir)
+	}
+	return nil
+}
+
+// DHCPServers runs the networks' dnsmasq instances, one directory per
+// instance under dir.
+type DHCPServers struct {
+	dir string
+}
+
+// NewDHCPServers returns the dnsmasq helper for instances under dir
+// (Config.DHCPDir), which must be a clean absolute path.
+func NewDHCPServers(dir string) (*DHCPServers, error) {
+	if err := checkDHCPDir(dir); err != nil {
+		return nil, err
+	}
+	return &DHCPServers{dir: dir}, nil
+}
+
+// Ensure creates c.Dir if needed and brings the dnsmasq of c to the wanted
+// state with hosts (see dnsmasq.Server.Ensure).
+func (d *DHCPServers) Ensure(ctx context.Context, c dnsmasq.Config, hosts []dnsmasq.Host) (dnsmasq.Action, error) {
+	if filepath.Dir(c.Dir) != d.dir {
+		return dnsmasq.Unchanged, fmt.Errorf("dnsmasq %s: dir %s: not under %s", c.Name, c.Dir, d.dir)
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return dnsmasq.Unchanged, fmt.Errorf("dnsmasq %s: %w", c.Name, err)
+	}
+	s, err := dnsmasq.New(c)
+	if err != nil {
+		return dnsmasq.Unchanged, err
+	}
+	return s.Ensure(ctx, hosts, nil)
+}
+
+// Stop stops the instance name if it runs and removes its directory. It
+// reports whether there was anything to stop or remove.
+func (d *DHCPServers) Stop(ctx context.Context, name string) (bool, error) {
+	if !ValidDHCPName(name) {
+		return false, fmt.Errorf("dnsmasq %q: invalid name", name)
+	}
+	dir := filepath.Join(d.dir, name)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("dnsmasq %s: %w", name, err)
+	}
+	// Stop and Pid only use the files under Dir; the other fields just
+	// have to pass validation.
+	s, err := dnsmasq.New(dnsmasq.Config{
+		Name: name, Interface: "lo", Dir: dir, LeaseTime: DefaultDHCPLeaseTime,
+		Gateway: netip.MustParsePrefix("192.0.2.1/24"), RangeStart: netip.MustParseAddr("192.0.2.2"),
+	})
+	if err != nil {
+		return false, err
+	}
+	if err := s.Stop(ctx); err != nil {
+		return false, err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return false, fmt.Errorf("dnsmasq %s: %w", name, err)
+	}
+	return true, nil
+}

@@ -1,0 +1,116 @@
+package hostnettest
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"novanet/linuxnet/nstest"
+)
+
+// udhcpcScript is busybox udhcpc's event script for a test VM: it applies
+// what the server gave and records it in $STATE/udhcpc-<event>.env.
+const udhcpcScript = `#!/bin/sh
+env | grep -E '^(ip|mask|router|dns|domain|mtu|interface|hostname)=' | sort > "$STATE/udhcpc-$1.env"
+case "$1" in
+deconfig) ip -4 addr flush dev "$interface"; ip link set dev "$interface" up ;;
+bound|renew)
+	[ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
+	ip -4 addr flush dev "$interface"
+	ip addr add "$ip/$mask" dev "$interface"
+	for r in $router; do ip route replace default via "$r" dev "$interface"; break; done ;;
+esac
+exit 0
+`
+
+// VM is a test "instance": a network namespace whose eth0 is a veth whose
+// other end (Port) is in the host namespace, ready to be plugged into a
+// bridge. For privileged tests only.
+type VM struct {
+	NS   *nstest.NS
+	Port string
+	MAC  net.HardwareAddr
+	dir  string
+}
+
+// NewVM makes a VM namespace and the veth pair Port (in host) / eth0 (in
+// the VM).
+func NewVM(t *testing.T, host *nstest.NS, port string) *VM {
+	t.Helper()
+	v := &VM{NS: nstest.New(t), Port: port, dir: t.TempDir()}
+	host.Run(t, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", v.NS.Name)
+	l, err := v.NS.Handle.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.MAC = l.Attrs().HardwareAddr
+	if err := os.WriteFile(filepath.Join(v.dir, "udhcpc.sh"), []byte(udhcpcScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Plug makes the VM's port a port of bridge in host (what the hypervisor
+// does when it plugs a VIF).
+func (v *VM) Plug(t *testing.T, host *nstest.NS, bridge string) {
+	t.Helper()
+	host.Run(t, "ip", "link", "set", v.Port, "master", bridge, "up")
+}
+
+// DHCP runs busybox udhcpc once in the VM and reports whether a lease was
+// obtained.
+func (v *VM) DHCP(t *testing.T, tries string) (bool, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := v.NS.Command(ctx, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", tries, "-T", "1",
+		"-O", "mtu", "-O", "domain", "-O", "dns", "-s", filepath.Join(v.dir, "udhcpc.sh"))
+	cmd.Env = append(os.Environ(), "STATE="+v.dir)
+	out, err := cmd.CombinedOutput()
+	return err == nil, string(out)
+}
+
+// Lease returns what the last bound event got, one "key=value" a line.
+func (v *VM) Lease(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(v.dir, "udhcpc-bound.env"))
+	if err != nil {
+		t.Fatalf("no bound event: %v", err)
+	}
+	return string(b)
+}
+
+// Ping reports whether the VM gets an answer from addr (two tries, one
+// second each).
+func (v *VM) Ping(addr string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return v.NS.Command(ctx, "busybox", "ping", "-c", "2", "-W", "1", addr).Run() == nil
+}
+
+// LinkNames lists the link names in ns, sorted.
+func LinkNames(t *testing.T, ns *nstest.NS) []string {
+	t.Helper()
+	ls, err := ns.Handle.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range ls {
+		names = append(names, l.Attrs().Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Sysctl reads a sysctl in ns through a fresh "ip netns exec", so the
+// value is the namespace's and not the test process's.
+func Sysctl(t *testing.T, ns *nstest.NS, path string) string {
+	t.Helper()
+	return strings.TrimSpace(ns.Run(t, "cat", path))
+}

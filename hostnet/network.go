@@ -1,0 +1,303 @@
+package hostnet
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"novanet/linuxnet/dnsmasq"
+	"novanet/linuxnet/link"
+	"novanet/rpc"
+)
+
+// ErrInvalidNetwork is wrapped by every error about a field of an
+// rpc.HostNetwork or rpc.HostFloatingIP that cannot be used on the host.
+var ErrInvalidNetwork = errors.New("invalid network")
+
+// ErrInvalidConfig is wrapped by errors about the host's own Config.
+var ErrInvalidConfig = errors.New("invalid host config")
+
+// Driver names.
+const (
+	DriverFlat     = "flat"
+	DriverFlatDHCP = "flatdhcp"
+	DriverVLAN     = "vlan"
+)
+
+// Network is an rpc.HostNetwork parsed into typed values. Only ParseNetwork
+// makes one, so every field has been checked.
+type Network struct {
+	ID    int64
+	Label string
+	CIDR  netip.Prefix // canonical (masked)
+	// Gateway is the gateway address with the prefix length of CIDR; zero
+	// when the network has no gateway.
+	Gateway    netip.Prefix
+	DHCPStart  netip.Addr // zero when unset
+	DNS        []netip.Addr
+	VLAN       uint16 // 0 when unset
+	Bridge     string
+	BridgeIf   string // network.BridgeInterface; empty when unset
+	MTU        int    // 0 when unset
+	EnableDHCP bool
+	VPN        *VPN // nil when the network has no VPN
+	Hosts      []dnsmasq.Host
+}
+
+// VPN is a network's cloudpipe forward: VPNPublic:VPNPort -> Private:1194.
+type VPN struct {
+	Public  netip.Addr
+	Port    uint16
+	Private netip.Addr
+}
+
+// VPNPrivatePort is the port the VPN instance listens on, as in nova.
+const VPNPrivatePort = 1194
+
+var macRe = regexp.MustCompile(`^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$`)
+
+// ParseNetwork checks n and returns its typed form. Errors wrap
+// ErrInvalidNetwork and name the network and the bad value.
+func ParseNetwork(n rpc.HostNetwork) (Network, error) {
+	bad := func(format string, args ...any) (Network, error) {
+		return Network{}, fmt.Errorf("%w: network %d: %s", ErrInvalidNetwork, n.ID, fmt.Sprintf(format, args...))
+	}
+	out := Network{ID: n.ID, Label: n.Label, Bridge: n.Bridge, BridgeIf: n.BridgeInterface, EnableDHCP: n.EnableDHCP}
+	if n.ID <= 0 {
+		return bad("id %d: want a positive id", n.ID)
+	}
+	if err := link.ValidateName(n.Bridge); err != nil {
+		return bad("bridge: %v", err)
+	}
+	if n.BridgeInterface != "" {
+		if err := link.ValidateName(n.BridgeInterface); err != nil {
+			return bad("bridge interface: %v", err)
+		}
+	}
+	cidr, err := netip.ParsePrefix(n.CIDR)
+	if err != nil {
+		return bad("cidr %q: %v", n.CIDR, err)
+	}
+	if cidr != cidr.Masked() {
+		return bad("cidr %q: host bits set (want %s)", n.CIDR, cidr.Masked())
+	}
+	out.CIDR = cidr
+	if n.Gateway != "" {
+		gw, err := parseAddr("gateway", n.Gateway)
+		if err != nil {
+			return bad("%v", err)
+		}
+		if !cidr.Contains(gw) || gw == cidr.Addr() {
+			return bad("gateway %s: not a host address of %s", gw, cidr)
+		}
+		out.Gateway = netip.PrefixFrom(gw, cidr.Bits())
+	}
+	if n.DHCPStart != "" {
+		s, err := parseAddr("dhcp start", n.DHCPStart)
+		if err != nil {
+			return bad("%v", err)
+		}
+		if !cidr.Contains(s) {
+			return bad("dhcp start %s: not in %s", s, cidr)
+		}
+		out.DHCPStart = s
+	}
+	for _, d := range n.DNS {
+		a, err := parseAddr("dns server", d)
+		if err != nil {
+			return bad("%v", err)
+		}
+		out.DNS = append(out.DNS, a)
+	}
+	if n.VLAN != 0 {
+		if n.VLAN < 1 || n.VLAN > 4094 {
+			return bad("vlan %d: out of range 1-4094", n.VLAN)
+		}
+		out.VLAN = uint16(n.VLAN)
+	}
+	if n.MTU != 0 {
+		if n.MTU < 576 || n.MTU > 65535 {
+			return bad("mtu %d: out of range 576-65535", n.MTU)
+		}
+		out.MTU = n.MTU
+	}
+	if vpn, err := parseVPN(n); err != nil {
+		return bad("%v", err)
+	} else {
+		out.VPN = vpn
+	}
+	seenMAC := map[string]bool{}
+	seenIP := map[netip.Addr]bool{}
+	for _, h := range n.DHCPHosts {
+		host, err := ParseDHCPHost(h)
+		if err != nil {
+			return bad("%v", err)
+		}
+		if !cidr.Contains(host.IP) {
+			return bad("dhcp host %s: address %s not in %s", host.MAC, host.IP, cidr)
+		}
+		if out.Gateway.IsValid() && host.IP == out.Gateway.Addr() {
+			return bad("dhcp host %s: address %s is the gateway", host.MAC, host.IP)
+		}
+		if seenMAC[host.MAC.String()] {
+			return bad("dhcp host %s: duplicate mac", host.MAC)
+		}
+		if seenIP[host.IP] {
+			return bad("dhcp host %s: duplicate address %s", host.MAC, host.IP)
+		}
+		seenMAC[host.MAC.String()], seenIP[host.IP] = true, true
+		out.Hosts = append(out.Hosts, host)
+	}
+	return out, nil
+}
+
+// parseVPN returns the network's VPN forward. A VLAN network always has a
+// VPN port and private address, but a public address only when the
+// operator gave one (netadm network create --vpn-public-address): without
+// it there is nothing to forward, so no VPN rule.
+func parseVPN(n rpc.HostNetwork) (*VPN, error) {
+	if n.VPNPublicAddress == "" {
+		return nil, nil
+	}
+	if n.VPNPublicAddress == "" || n.VPNPrivateAddress == "" || n.VPNPublicPort == 0 {
+		return nil, fmt.Errorf("vpn %q:%d -> %q: want public address, port and private address together",
+			n.VPNPublicAddress, n.VPNPublicPort, n.VPNPrivateAddress)
+	}
+	pub, err := parseAddr("vpn public address", n.VPNPublicAddress)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := parseAddr("vpn private address", n.VPNPrivateAddress)
+	if err != nil {
+		return nil, err
+	}
+	if pub.Is4() != priv.Is4() {
+		return nil, fmt.Errorf("vpn %s -> %s: mixed address families", pub, priv)
+	}
+	if n.VPNPublicPort < 1 || n.VPNPublicPort > 65535 {
+		return nil, fmt.Errorf("vpn public port %d: out of range 1-65535", n.VPNPublicPort)
+	}
+	return &VPN{Public: pub, Port: uint16(n.VPNPublicPort), Private: priv}, nil
+}
+
+// parseAddr parses an address strictly: no zone, no IPv4-mapped IPv6.
+func parseAddr(what, s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%s %q: %w", what, s, err)
+	}
+	if a.Zone() != "" || a.Is4In6() {
+		return netip.Addr{}, fmt.Errorf("%s %q: want a plain IPv4 or IPv6 address", what, s)
+	}
+	return a, nil
+}
+
+// ParseDHCPHost checks one reservation: the MAC in colon form
+// (aa:bb:cc:dd:ee:ff, 6 bytes), an IPv4 address, and an optional hostname
+// (one DNS label). Errors name the value.
+func ParseDHCPHost(h rpc.DHCPHost) (dnsmasq.Host, error) {
+	if !macRe.MatchString(h.MAC) {
+		return dnsmasq.Host{}, fmt.Errorf("dhcp host %q: mac: want six colon-separated hex bytes", h.MAC)
+	}
+	mac, err := net.ParseMAC(h.MAC)
+	if err != nil || len(mac) != 6 {
+		return dnsmasq.Host{}, fmt.Errorf("dhcp host %q: mac: %v", h.MAC, err)
+	}
+	ip, err := parseAddr("address", h.Address)
+	if err != nil {
+		return dnsmasq.Host{}, fmt.Errorf("dhcp host %s: %w", mac, err)
+	}
+	if !ip.Is4() {
+		return dnsmasq.Host{}, fmt.Errorf("dhcp host %s: address %s: want IPv4", mac, ip)
+	}
+	if h.Hostname != "" && !labelRe.MatchString(h.Hostname) {
+		return dnsmasq.Host{}, fmt.Errorf("dhcp host %s: hostname %q: want one DNS label", mac, h.Hostname)
+	}
+	return dnsmasq.Host{MAC: mac, IP: ip, Hostname: h.Hostname}, nil
+}
+
+var (
+	labelRe    = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	dhcpNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$`)
+)
+
+// DHCPName is the name of a network's dnsmasq instance (and of its
+// directory under Config.DHCPDir): the bridge name when it is usable as a
+// dnsmasq name (1-32 of [A-Za-z0-9_-]), else "net<ID>".
+func DHCPName(id int64, bridge string) string {
+	if dhcpNameRe.MatchString(bridge) {
+		return bridge
+	}
+	return "net" + strconv.FormatInt(id, 10)
+}
+
+// ValidDHCPName reports whether name can name a dnsmasq instance (and a
+// directory: it cannot contain a path separator or be "." or "..").
+func ValidDHCPName(name string) bool { return dhcpNameRe.MatchString(name) }
+
+// ParseFloatingIP checks one floating IP: both addresses of one family and
+// the interface (f.Interface, else def) a valid name. It returns the
+// floating and fixed addresses and the interface.
+func ParseFloatingIP(f rpc.HostFloatingIP, def string) (floating, fixed netip.Addr, iface string, err error) {
+	bad := func(format string, args ...any) (netip.Addr, netip.Addr, string, error) {
+		return netip.Addr{}, netip.Addr{}, "", fmt.Errorf("%w: floating ip %q: %s", ErrInvalidNetwork, f.Address, fmt.Sprintf(format, args...))
+	}
+	floating, err = parseAddr("address", f.Address)
+	if err != nil {
+		return bad("%v", err)
+	}
+	fixed, err = parseAddr("fixed address", f.FixedAddress)
+	if err != nil {
+		return bad("%v", err)
+	}
+	if floating.Is4() != fixed.Is4() {
+		return bad("fixed address %s: other address family", fixed)
+	}
+	iface = f.Interface
+	if iface == "" {
+		iface = def
+	}
+	if iface == "" {
+		return bad("no interface and no public interface configured")
+	}
+	if err := link.ValidateName(iface); err != nil {
+		return bad("interface: %v", err)
+	}
+	return floating, fixed, iface, nil
+}
+
+// FloatingAddrs returns, per interface, the /32 (or /128) addresses to bind
+// for the floating IPs: f.Interface, else cfg.PublicInterface. The lists are
+// sorted and free of duplicates.
+func FloatingAddrs(cfg Config, fips []rpc.HostFloatingIP) (map[string][]netip.Prefix, error) {
+	out := map[string][]netip.Prefix{}
+	for _, f := range fips {
+		floating, _, iface, err := ParseFloatingIP(f, cfg.PublicInterface)
+		if err != nil {
+			return nil, err
+		}
+		p := netip.PrefixFrom(floating, floating.BitLen())
+		if !slices.Contains(out[iface], p) {
+			out[iface] = append(out[iface], p)
+		}
+	}
+	for _, ps := range out {
+		slices.SortFunc(ps, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	}
+	return out, nil
+}
+
+// String returns "network ID (bridge)" for messages.
+func (n Network) String() string {
+	var b strings.Builder
+	b.WriteString("network " + strconv.FormatInt(n.ID, 10))
+	if n.Bridge != "" {
+		b.WriteString(" (" + n.Bridge + ")")
+	}
+	return b.String()
+}

@@ -1,0 +1,107 @@
+package hostnet_test
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"novanet/hostnet"
+	"novanet/rpc"
+)
+
+func TestParseNetworkRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		edit  func(*rpc.HostNetwork)
+		words string
+	}{
+		{"no id", func(n *rpc.HostNetwork) { n.ID = 0 }, "id 0"},
+		{"no bridge", func(n *rpc.HostNetwork) { n.Bridge = "" }, "bridge"},
+		{"long bridge", func(n *rpc.HostNetwork) { n.Bridge = "br0123456789abcdef" }, "br0123456789abcdef"},
+		{"bad bridge interface", func(n *rpc.HostNetwork) { n.BridgeInterface = "eth0/../x" }, "eth0/../x"},
+		{"gateway outside", func(n *rpc.HostNetwork) { n.Gateway = "10.9.0.1" }, "10.9.0.1"},
+		{"gateway is network", func(n *rpc.HostNetwork) { n.Gateway = "10.0.0.0" }, "10.0.0.0"},
+		{"gateway zone", func(n *rpc.HostNetwork) { n.Gateway = "fe80::1%eth0" }, "fe80::1%eth0"},
+		{"mapped gateway", func(n *rpc.HostNetwork) { n.Gateway = "::ffff:10.0.0.1" }, "::ffff:10.0.0.1"},
+		{"dhcp start outside", func(n *rpc.HostNetwork) { n.DHCPStart = "10.1.0.2" }, "10.1.0.2"},
+		{"bad dns", func(n *rpc.HostNetwork) { n.DNS = []string{"8.8.8"} }, `"8.8.8"`},
+		{"vlan range", func(n *rpc.HostNetwork) { n.VLAN = 4095 }, "4095"},
+		{"mtu", func(n *rpc.HostNetwork) { n.MTU = 100 }, "mtu 100"},
+		{"vpn port", func(n *rpc.HostNetwork) {
+			n.VPNPublicAddress, n.VPNPublicPort, n.VPNPrivateAddress = "203.0.113.5", 70000, "10.0.0.2"
+		}, "70000"},
+		{"mac dashes", func(n *rpc.HostNetwork) { n.DHCPHosts[0].MAC = "02-00-00-00-00-01" }, "02-00-00-00-00-01"},
+		{"mac long", func(n *rpc.HostNetwork) { n.DHCPHosts[0].MAC = "02:00:00:00:00:01:02:03" }, "02:00:00:00:00:01:02:03"},
+		{"mac dots", func(n *rpc.HostNetwork) { n.DHCPHosts[0].MAC = "0200.0000.0001" }, "0200.0000.0001"},
+		{"host address", func(n *rpc.HostNetwork) { n.DHCPHosts[0].Address = "10.0.0.300" }, "10.0.0.300"},
+		{"host outside", func(n *rpc.HostNetwork) { n.DHCPHosts[0].Address = "10.0.5.3" }, "10.0.5.3"},
+		{"host is gateway", func(n *rpc.HostNetwork) { n.DHCPHosts[0].Address = "10.0.0.1" }, "gateway"},
+		{"hostname", func(n *rpc.HostNetwork) { n.DHCPHosts[0].Hostname = "vm1\nfoo" }, `"vm1\nfoo"`},
+		{"dup mac", func(n *rpc.HostNetwork) { n.DHCPHosts[1].MAC = strings.ToUpper(n.DHCPHosts[0].MAC) }, "duplicate mac"},
+		{"dup ip", func(n *rpc.HostNetwork) { n.DHCPHosts[1].Address = n.DHCPHosts[0].Address }, "duplicate address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := sample()
+			tc.edit(&n)
+			_, err := hostnet.ParseNetwork(n)
+			if !errors.Is(err, hostnet.ErrInvalidNetwork) || !strings.Contains(err.Error(), tc.words) || !strings.Contains(err.Error(), "network ") {
+				t.Errorf("ParseNetwork = %v; want ErrInvalidNetwork naming network 7 and %q", err, tc.words)
+			}
+		})
+	}
+}
+
+func sample() rpc.HostNetwork {
+	return rpc.HostNetwork{
+		ID: 7, CIDR: "10.0.0.0/24", Gateway: "10.0.0.1", DHCPStart: "10.0.0.3", Bridge: "br7",
+		DNS: []string{"10.0.0.1"}, MTU: 1400, EnableDHCP: true,
+		DHCPHosts: []rpc.DHCPHost{
+			{MAC: "02:00:00:00:00:01", Address: "10.0.0.10", Hostname: "vm1"},
+			{MAC: "02:00:00:00:00:02", Address: "10.0.0.11"},
+		},
+	}
+}
+
+func TestDHCPConfig(t *testing.T) {
+	n, err := hostnet.ParseNetwork(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := hostnet.Config{DHCPDir: "/var/lib/novanet/dhcp", DHCPDomain: "novalocal", DHCPCommand: []string{"/usr/bin/network-host", "dhcp-event"}}
+	c, err := hostnet.DHCPConfig(cfg, hostnet.DHCPName(n.ID, n.Bridge), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "br7" || c.Dir != "/var/lib/novanet/dhcp/br7" || c.Interface != "br7" ||
+		c.Gateway != netip.MustParsePrefix("10.0.0.1/24") || c.RangeStart != netip.MustParseAddr("10.0.0.3") ||
+		c.LeaseTime != hostnet.DefaultDHCPLeaseTime || c.MTU != 1400 || c.Domain != "novalocal" || len(c.EventCommand) != 2 {
+		t.Errorf("DHCPConfig = %+v", c)
+	}
+	cfg.DHCPLeaseTime = time.Hour
+	n.DHCPStart = netip.Addr{}
+	if c, err = hostnet.DHCPConfig(cfg, "br7", n); err != nil || c.RangeStart != netip.MustParseAddr("10.0.0.2") || c.LeaseTime != time.Hour {
+		t.Errorf("DHCPConfig without start = %+v, %v; want range from 10.0.0.2, lease 1h", c, err)
+	}
+	n.Gateway = netip.Prefix{}
+	if _, err := hostnet.DHCPConfig(cfg, "br7", n); !errors.Is(err, hostnet.ErrInvalidNetwork) || !strings.Contains(err.Error(), "gateway") {
+		t.Errorf("DHCPConfig without gateway = %v", err)
+	}
+	cfg.DHCPDir = "relative/dir"
+	if _, err := hostnet.DHCPConfig(cfg, "br7", n); !errors.Is(err, hostnet.ErrInvalidConfig) {
+		t.Errorf("DHCPConfig with relative dir = %v", err)
+	}
+}
+
+func TestDHCPName(t *testing.T) {
+	for _, tc := range []struct {
+		id     int64
+		bridge string
+		want   string
+	}{{1, "br100", "br100"}, {2, "br-ex_1", "br-ex_1"}, {3, "br.100", "net3"}, {4, "-x", "net4"}, {5, "br@x", "net5"}} {
+		if got := hostnet.DHCPName(tc.id, tc.bridge); got != tc.want || !hostnet.ValidDHCPName(got) {
+			t.Errorf("DHCPName(%d, %q) = %q, want %q", tc.id, tc.bridge, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,228 @@
+package hostnet_test
+
+import (
+	"errors"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"novanet/hostnet"
+	"novanet/linuxnet/iptables"
+	"novanet/rpc"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if d := cmp.Diff(string(want), got); d != "" {
+		t.Errorf("%s mismatch (-want +got, run with -update to accept):\n%s", path, d)
+	}
+}
+
+func hostCfg(driver string) hostnet.Config {
+	return hostnet.Config{
+		Host:            "compute1",
+		Driver:          driver,
+		PublicInterface: "eth0",
+		RoutingSourceIP: netip.MustParseAddr("192.0.2.2"),
+		DMZCIDR:         []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
+		MetadataHost:    netip.MustParseAddr("192.0.2.2"),
+		MetadataPort:    8775,
+		DHCPDir:         "/var/lib/novanet/dhcp",
+	}
+}
+
+func network(id int64, bridge, cidr, gw string, vlan int) rpc.HostNetwork {
+	return rpc.HostNetwork{
+		ID: id, Label: "net" + bridge, CIDR: cidr, Gateway: gw, Bridge: bridge, VLAN: vlan,
+		EnableDHCP: true, DNS: []string{"8.8.8.8"},
+	}
+}
+
+func fips() []rpc.HostFloatingIP {
+	return []rpc.HostFloatingIP{
+		{Address: "203.0.113.10", FixedAddress: "10.0.0.5", NetworkID: 1},
+		{Address: "203.0.113.11", FixedAddress: "10.0.1.7", Interface: "eth9", NetworkID: 2},
+	}
+}
+
+// render applies rs to a fake iptables manager and returns the full
+// iptables-restore input for IPv4 and IPv6.
+func render(t *testing.T, rs hostnet.Ruleset) string {
+	t.Helper()
+	m, _, err := iptables.NewFake(iptables.Config{Binary: "nova-network"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.SetRules(m); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, fam := range []iptables.Family{iptables.IPv4, iptables.IPv6} {
+		s, err := m.Render(fam)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("# " + fam.String() + "\n" + s)
+	}
+	return b.String()
+}
+
+func TestRulesGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  hostnet.Config
+		nets []rpc.HostNetwork
+		fips []rpc.HostFloatingIP
+	}{
+		{"flat", hostCfg("flat"), []rpc.HostNetwork{network(1, "br100", "10.0.0.0/24", "", 0)}, fips()[:1]},
+		{"flatdhcp", hostCfg("flatdhcp"), []rpc.HostNetwork{network(1, "br100", "10.0.0.0/24", "10.0.0.1", 0)}, fips()[:1]},
+		{"vlan", hostCfg("vlan"), func() []rpc.HostNetwork {
+			// Out of order on purpose: the rules come sorted by network ID.
+			n3 := network(3, "br103", "10.0.2.0/24", "10.0.2.1", 103)
+			n1 := network(1, "br101", "10.0.0.0/24", "10.0.0.1", 101)
+			n1.VPNPublicAddress, n1.VPNPublicPort, n1.VPNPrivateAddress = "203.0.113.5", 1000, "10.0.0.2"
+			n2 := network(2, "br102", "10.0.1.0/24", "10.0.1.1", 102)
+			n2.EnableDHCP = false
+			v6 := network(4, "br104", "fd00:4::/64", "fd00:4::1", 104)
+			return []rpc.HostNetwork{n3, n1, n2, v6}
+		}(), fips()},
+		{"empty", hostnet.Config{Driver: "vlan"}, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs, err := hostnet.Rules(tc.cfg, tc.nets, tc.fips)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "rules_"+tc.name+".golden", render(t, rs))
+			// Pure: the same input gives the same rules.
+			again, err := hostnet.Rules(tc.cfg, tc.nets, tc.fips)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(render(t, rs), render(t, again)); d != "" {
+				t.Errorf("second computation differs:\n%s", d)
+			}
+		})
+	}
+}
+
+// A network or floating IP removed from the state disappears from the
+// rules when the ruleset is set again on the same manager.
+func TestRulesRemoveClears(t *testing.T) {
+	m, fake, err := iptables.NewFake(iptables.Config{Binary: "nova-network", Families: []iptables.Family{iptables.IPv4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := hostCfg("vlan")
+	apply := func(nets []rpc.HostNetwork, f []rpc.HostFloatingIP) string {
+		t.Helper()
+		rs, err := hostnet.Rules(cfg, nets, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rs.SetRules(m, iptables.IPv4); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Apply(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return fake.Save(iptables.IPv4)
+	}
+	empty := apply(nil, nil)
+	full := apply([]rpc.HostNetwork{network(1, "br101", "10.0.0.0/24", "10.0.0.1", 101), network(2, "br102", "10.0.1.0/24", "10.0.1.1", 102)}, fips())
+	for _, want := range []string{"-i br101 -o br102 -j DROP", "--to-destination 10.0.1.7", "-j SNAT --to-source 192.0.2.2"} {
+		if !strings.Contains(full, want) {
+			t.Errorf("save lacks %q:\n%s", want, full)
+		}
+	}
+	if d := cmp.Diff(empty, apply(nil, nil)); d != "" {
+		t.Errorf("rules left after removing everything (-want +got):\n%s", d)
+	}
+}
+
+func TestRulesIPv6NeedsFamily(t *testing.T) {
+	rs, err := hostnet.Rules(hostCfg("flatdhcp"), []rpc.HostNetwork{network(4, "br104", "fd00:4::/64", "fd00:4::1", 0)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := iptables.NewFake(iptables.Config{Binary: "nova-network", Families: []iptables.Family{iptables.IPv4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.SetRules(m, iptables.IPv4); err == nil || !strings.Contains(err.Error(), "ipv6") {
+		t.Errorf("SetRules with IPv6 rules on an IPv4 manager = %v, want an error naming ipv6", err)
+	}
+}
+
+func TestRulesRejects(t *testing.T) {
+	good := network(1, "br100", "10.0.0.0/24", "10.0.0.1", 100)
+	for _, tc := range []struct {
+		name  string
+		cfg   func(*hostnet.Config)
+		nets  func(*rpc.HostNetwork)
+		fips  []rpc.HostFloatingIP
+		want  error
+		words string
+	}{
+		{name: "bad cidr", nets: func(n *rpc.HostNetwork) { n.CIDR = "10.0.0.0/33" }, want: hostnet.ErrInvalidNetwork, words: `"10.0.0.0/33"`},
+		{name: "host bits", nets: func(n *rpc.HostNetwork) { n.CIDR = "10.0.0.5/24" }, want: hostnet.ErrInvalidNetwork, words: "host bits"},
+		{name: "bridge injection", nets: func(n *rpc.HostNetwork) { n.Bridge = "br0 -j ACCEPT" }, want: hostnet.ErrInvalidNetwork, words: "br0 -j ACCEPT"},
+		{name: "vpn half", nets: func(n *rpc.HostNetwork) { n.VPNPublicAddress = "203.0.113.5" }, want: hostnet.ErrInvalidNetwork, words: "vpn"},
+		{name: "bad floating", fips: []rpc.HostFloatingIP{{Address: "203.0.113.300", FixedAddress: "10.0.0.5"}}, want: hostnet.ErrInvalidNetwork, words: "203.0.113.300"},
+		{name: "mixed floating", fips: []rpc.HostFloatingIP{{Address: "203.0.113.3", FixedAddress: "fd00::5"}}, want: hostnet.ErrInvalidNetwork, words: "fd00::5"},
+		{name: "dup floating", fips: []rpc.HostFloatingIP{{Address: "203.0.113.3", FixedAddress: "10.0.0.5"}, {Address: "203.0.113.3", FixedAddress: "10.0.0.6"}}, want: hostnet.ErrInvalidNetwork, words: "twice"},
+		{name: "no public interface", cfg: func(c *hostnet.Config) { c.PublicInterface = "" }, fips: []rpc.HostFloatingIP{{Address: "203.0.113.3", FixedAddress: "10.0.0.5"}}, want: hostnet.ErrInvalidNetwork, words: "interface"},
+		{name: "bad dmz", cfg: func(c *hostnet.Config) { c.DMZCIDR = []netip.Prefix{netip.MustParsePrefix("198.51.100.7/24")} }, want: hostnet.ErrInvalidConfig, words: "198.51.100.7/24"},
+		{name: "v6 metadata", cfg: func(c *hostnet.Config) { c.MetadataHost = netip.MustParseAddr("fd00::1") }, want: hostnet.ErrInvalidConfig, words: "fd00::1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := hostCfg("vlan")
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			n := good
+			if tc.nets != nil {
+				tc.nets(&n)
+			}
+			_, err := hostnet.Rules(cfg, []rpc.HostNetwork{n}, tc.fips)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.words) {
+				t.Errorf("Rules = %v, want %v naming %q", err, tc.want, tc.words)
+			}
+		})
+	}
+}
+
+func TestFloatingAddrs(t *testing.T) {
+	cfg := hostCfg("vlan")
+	got, err := hostnet.FloatingAddrs(cfg, append(fips(),
+		rpc.HostFloatingIP{Address: "203.0.113.9", FixedAddress: "10.0.0.9"},
+		rpc.HostFloatingIP{Address: "2001:db8::9", FixedAddress: "fd00::9"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]netip.Prefix{
+		"eth0": {netip.MustParsePrefix("203.0.113.9/32"), netip.MustParsePrefix("203.0.113.10/32"), netip.MustParsePrefix("2001:db8::9/128")},
+		"eth9": {netip.MustParsePrefix("203.0.113.11/32")},
+	}
+	if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
+		t.Errorf("FloatingAddrs (-want +got):\n%s", d)
+	}
+}
