@@ -117,8 +117,12 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 		}
 		rows, err = tx.Query(ctx, `
 			SELECT host(fl.address), host(f.address), coalesce(fl.interface, ''), f.network_id
-			FROM floating_ips fl JOIN fixed_ips f ON f.id = fl.fixed_ip_id
-			WHERE fl.host = $1 ORDER BY fl.address`, req.Host)
+			FROM floating_ips fl JOIN fixed_ips f ON f.id = fl.fixed_ip_id JOIN networks n ON n.id = f.network_id
+			-- The host that serves the fixed address NATs it, decided now
+			-- rather than at association: a network given a host after
+			-- the association still gets its floating IPs.
+			WHERE (CASE WHEN n.multi_host THEN f.host ELSE n.host END) = $1
+			ORDER BY fl.address`, req.Host)
 		if err != nil {
 			return err
 		}

@@ -168,3 +168,44 @@ func TestMultiHostState(t *testing.T) {
 		t.Errorf("multi-host networks get no host: %+v", hs)
 	}
 }
+
+// A floating IP associated while its network had no host is NATed by the
+// host the network gets later.
+func TestFloatingFollowsNetworkHost(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	create(t, env, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/28", NumNetworks: 1, NetworkSize: 16, Bridge: "br100"})
+	a := uuid.NewString()
+	var info rpc.NetworkInfo
+	if err := call(env, rpc.MethodAllocateForInstance, rpc.AllocateForInstanceRequest{
+		InstanceUUID: a, ProjectID: "p1", Host: "hv1"}, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.VIFs[0].Network.Host != "" {
+		t.Fatalf("network got host %q with no agent registered", info.VIFs[0].Network.Host)
+	}
+	if _, err := env.Client.CreateFloatingIPs(ctx, rpc.CreateFloatingIPsRequest{Pool: "public", CIDR: "203.0.113.0/29"}); err != nil {
+		t.Fatal(err)
+	}
+	fip, err := env.Client.AllocateFloatingIP(ctx, rpc.AllocateFloatingIPRequest{ProjectID: "p1", Pool: "public"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.AssociateFloatingIP(ctx, rpc.AssociateFloatingIPRequest{
+		FloatingAddress: fip.Address, FixedAddress: info.VIFs[0].FixedIPs[0].Address}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.RegisterHost(ctx, rpc.RegisterHostRequest{Host: "hv1", Driver: "flatdhcp"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(env, rpc.MethodAllocateForInstance, rpc.AllocateForInstanceRequest{
+		InstanceUUID: uuid.NewString(), ProjectID: "p1", Host: "hv1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := env.Client.HostState(ctx, "hv1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Networks) != 1 || len(st.FloatingIPs) != 1 || st.FloatingIPs[0].Address != fip.Address {
+		t.Errorf("hv1 state: %d networks, floating %+v; want the network and %s", len(st.Networks), st.FloatingIPs, fip.Address)
+	}
+}
