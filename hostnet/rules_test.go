@@ -2,10 +2,8 @@ package hostnet_test
 
 import (
 	"errors"
-	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
+	"novanet/internal/golden"
 	"strings"
 	"testing"
 
@@ -15,26 +13,6 @@ import (
 	"novanet/linuxnet/iptables"
 	"novanet/rpc"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("%s mismatch (-want +got, run with -update to accept):\n%s", path, d)
-	}
-}
 
 func hostCfg(driver string) hostnet.Config {
 	return hostnet.Config{
@@ -111,7 +89,7 @@ func TestRulesGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "rules_"+tc.name+".golden", render(t, rs))
+			golden.Check(t, "rules_"+tc.name+".golden", render(t, rs))
 			// Pure: the same input gives the same rules.
 			again, err := hostnet.Rules(tc.cfg, tc.nets, tc.fips)
 			if err != nil {

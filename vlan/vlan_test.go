@@ -2,12 +2,10 @@ package vlan_test
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"os"
-	"path/filepath"
+	"novanet/internal/golden"
 	"strings"
 	"testing"
 
@@ -19,26 +17,6 @@ import (
 	"novanet/rpc"
 	"novanet/vlan"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("%s mismatch (-want +got, run with -update to accept):\n%s", path, d)
-	}
-}
 
 func config(segment string) hostnet.Config {
 	return hostnet.Config{
@@ -122,7 +100,7 @@ func TestStates(t *testing.T) {
 					t.Errorf("%s: state after the previous one differs from a fresh host (-fresh +got):\n%s", s.name, d)
 				}
 			}
-			golden(t, "states_"+seg+".golden", all.String())
+			golden.Check(t, "states_"+seg+".golden", all.String())
 
 			rng := rand.New(rand.NewPCG(3, 4))
 			ss := states()

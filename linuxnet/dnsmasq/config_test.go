@@ -2,38 +2,16 @@ package dnsmasq
 
 import (
 	"errors"
-	"flag"
 	"net"
 	"net/netip"
+	"novanet/internal/golden"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("%s mismatch (-want +got, run with -update to accept):\n%s", path, d)
-	}
-}
 
 func mac(s string) net.HardwareAddr {
 	m, err := net.ParseMAC(s)
@@ -63,7 +41,7 @@ func TestRenderGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "dnsmasq.conf.golden", conf)
+	golden.Check(t, "dnsmasq.conf.golden", conf)
 
 	c := sampleConfig()
 	c.DisableDNS, c.User, c.MTU, c.DNS, c.Domain, c.EventCommand = true, "root", 0, nil, "", nil
@@ -71,8 +49,8 @@ func TestRenderGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "dnsmasq-minimal.conf.golden", conf)
-	golden(t, "dhcp-event.golden", RenderScript(sampleConfig()))
+	golden.Check(t, "dnsmasq-minimal.conf.golden", conf)
+	golden.Check(t, "dhcp-event.golden", RenderScript(sampleConfig()))
 
 	hosts, err := RenderHosts([]Host{
 		{MAC: mac("fa:16:3e:00:00:03"), IP: netip.MustParseAddr("10.0.0.12"), Hostname: "vm-b", Tag: "nogw"},
@@ -82,7 +60,7 @@ func TestRenderGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "hosts.golden", hosts)
+	golden.Check(t, "hosts.golden", hosts)
 	opts, err := RenderOpts([]Option{
 		{Tag: "nogw", Code: 3},
 		{Tag: "nogw", Code: 6, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}},
@@ -90,7 +68,7 @@ func TestRenderGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "opts.golden", opts)
+	golden.Check(t, "opts.golden", opts)
 }
 
 func TestValidateRejects(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"novanet/internal/golden"
 	"strings"
 	"testing"
 
@@ -50,7 +51,7 @@ func TestRenderGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		golden(t, fmt.Sprintf("restore_%s.golden", fam), got)
+		golden.Check(t, fmt.Sprintf("restore_%s.golden", fam), got)
 	}
 }
 
@@ -67,7 +68,7 @@ func TestApplyIncrementalAndForeignRules(t *testing.T) {
 	if n := len(f.Restores()); n != 2 {
 		t.Fatalf("first apply: %d restores, want 2 (one per family)", n)
 	}
-	golden(t, "save_v4.golden", f.Save(IPv4))
+	golden.Check(t, "save_v4.golden", f.Save(IPv4))
 
 	// Nothing changed: no restore at all.
 	if err := m.Apply(ctx); err != nil {
@@ -94,7 +95,7 @@ func TestApplyIncrementalAndForeignRules(t *testing.T) {
 	if len(rs) != 3 || rs[2].Family != IPv4 {
 		t.Fatalf("incremental apply: restores %+v", rs[2:])
 	}
-	golden(t, "incremental_v4.golden", rs[2].Input)
+	golden.Check(t, "incremental_v4.golden", rs[2].Input)
 
 	// Remove it again and a chain: the chain is flushed and deleted.
 	for _, c := range []struct {
@@ -177,7 +178,7 @@ func TestApplyFailureResyncs(t *testing.T) {
 	if err := m.Apply(ctx); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "save_v4_nonforeign.golden", f.Save(IPv4))
+	golden.Check(t, "save_v4_nonforeign.golden", f.Save(IPv4))
 }
 
 // A second binary shares the top and bottom chains; tearing one down keeps

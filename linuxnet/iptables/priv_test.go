@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"context"
+	"novanet/internal/golden"
 	"os/exec"
 	"strings"
 	"testing"
@@ -72,7 +73,7 @@ func TestRealIptables(t *testing.T) {
 					t.Fatalf("Apply #%d: %v", i, err)
 				}
 			}
-			golden(t, "save_v4.golden", save(IPv4))
+			golden.Check(t, "save_v4.golden", save(IPv4))
 			if d := cmp.Diff(fake.Save(IPv6), save(IPv6)); d != "" {
 				t.Errorf("ip6tables-save differs from the fake (-fake +real):\n%s", d)
 			}
@@ -86,7 +87,7 @@ func TestRealIptables(t *testing.T) {
 			if err := m2.Apply(ctx); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "save_v4.golden", save(IPv4))
+			golden.Check(t, "save_v4.golden", save(IPv4))
 
 			t.Run("states", func(t *testing.T) {
 				m3, err := New(Config{Binary: testBinary, Backend: tc.backend, NetNS: ns.Path, Families: []Family{IPv4}})
