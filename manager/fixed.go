@@ -31,28 +31,12 @@ func lockKey(ctx context.Context, tx pgx.Tx, class int, key string) error {
 // freeAddr is the condition for a fixed IP that may be handed out.
 const freeAddr = `instance_uuid IS NULL AND NOT reserved AND NOT leased AND NOT allocated`
 
-func (m *Manager) handleAllocateForInstance(ctx context.Context, data []byte) (any, error) {
-	var req rpc.AllocateForInstanceRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.AllocateForInstance(ctx, req)
-}
-
 func (m *Manager) handleDeallocateForInstance(ctx context.Context, data []byte) (any, error) {
 	var req rpc.InstanceRequest
 	if err := rpc.Decode(data, &req); err != nil {
 		return nil, err
 	}
 	return rpc.Empty{}, m.DeallocateForInstance(ctx, req.InstanceUUID)
-}
-
-func (m *Manager) handleAddFixedIP(ctx context.Context, data []byte) (any, error) {
-	var req rpc.AddFixedIPRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.AddFixedIPToInstance(ctx, req)
 }
 
 func (m *Manager) handleRemoveFixedIP(ctx context.Context, data []byte) (any, error) {
@@ -624,22 +608,6 @@ func (m *Manager) fixedIP(ctx context.Context, addr netip.Addr) (rpc.FixedIP, er
 		return rpc.FixedIP{}, rpc.Errorf(rpc.CodeNotFound, "fixed address %s not found", addr)
 	}
 	return ips[0], nil
-}
-
-func (m *Manager) handleLeaseFixedIP(ctx context.Context, data []byte) (any, error) {
-	var req rpc.AddressRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.LeaseFixedIP(ctx, req)
-}
-
-func (m *Manager) handleReleaseFixedIP(ctx context.Context, data []byte) (any, error) {
-	var req rpc.AddressRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.ReleaseFixedIP(ctx, req)
 }
 
 func (m *Manager) handleGetFixedIPByAddress(ctx context.Context, data []byte) (any, error) {

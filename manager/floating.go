@@ -80,14 +80,6 @@ func checkInterface(s string) error {
 	return nil
 }
 
-func (m *Manager) handleCreateFloatingIPs(ctx context.Context, data []byte) (any, error) {
-	var req rpc.CreateFloatingIPsRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.CreateFloatingIPs(ctx, req)
-}
-
 // CreateFloatingIPs adds a range to a pool, with one floating_ips row per
 // usable address written by one statement. Ranges may not overlap fixed
 // networks or other ranges; creates of networks and ranges serialise.
@@ -259,14 +251,6 @@ func floatingIP(ctx context.Context, q querier, addr netip.Addr) (rpc.FloatingIP
 	return ips[0], nil
 }
 
-func (m *Manager) handleListFloatingIPs(ctx context.Context, data []byte) (any, error) {
-	var req rpc.ListFloatingIPsRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.ListFloatingIPs(ctx, req)
-}
-
 // ListFloatingIPs returns one page of floating IPs in address order.
 func (m *Manager) ListFloatingIPs(ctx context.Context, req rpc.ListFloatingIPsRequest) (rpc.FloatingIPsReply, error) {
 	if req.Limit < 0 || req.Limit > rpc.MaxListFloatingIPs {
@@ -329,14 +313,6 @@ func (m *Manager) FloatingPools(ctx context.Context) (rpc.FloatingPoolsReply, er
 		pools = []rpc.FloatingPool{}
 	}
 	return rpc.FloatingPoolsReply{Pools: pools}, err
-}
-
-func (m *Manager) handleAllocateFloatingIP(ctx context.Context, data []byte) (any, error) {
-	var req rpc.AllocateFloatingIPRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.AllocateFloatingIP(ctx, req)
 }
 
 // AllocateFloatingIP gives a project the lowest free address of a pool,
@@ -481,14 +457,6 @@ func dashIfEmpty(s string) string {
 	return s
 }
 
-func (m *Manager) handleDeallocateFloatingIP(ctx context.Context, data []byte) (any, error) {
-	var req rpc.FloatingIPRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.DeallocateFloatingIP(ctx, req)
-}
-
 // DeallocateFloatingIP returns an address to its pool. An associated
 // address is refused (disassociate it first, as nova did); a free one is
 // not an error, so retries are harmless.
@@ -533,14 +501,6 @@ func (m *Manager) DeallocateFloatingIP(ctx context.Context, req rpc.FloatingIPRe
 		m.log.Info("floating IP deallocated", zap.Stringer("address", addr), zap.String("project", project))
 	}
 	return fl, err
-}
-
-func (m *Manager) handleAssociateFloatingIP(ctx context.Context, data []byte) (any, error) {
-	var req rpc.AssociateFloatingIPRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.AssociateFloatingIP(ctx, req)
 }
 
 // AssociateFloatingIP associates a project's floating IP with a fixed IP
@@ -639,14 +599,6 @@ func (m *Manager) AssociateFloatingIP(ctx context.Context, req rpc.AssociateFloa
 	}
 	m.notify(rpc.HostMethodRefresh, targets)
 	return fl, nil
-}
-
-func (m *Manager) handleDisassociateFloatingIP(ctx context.Context, data []byte) (any, error) {
-	var req rpc.FloatingIPRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.DisassociateFloatingIP(ctx, req)
 }
 
 // DisassociateFloatingIP removes an address's association; it stays
@@ -802,14 +754,6 @@ func (m *Manager) handleGetFloatingIPsByFixedAddress(ctx context.Context, data [
 		return nil, err
 	}
 	return rpc.FloatingIPsReply{FloatingIPs: ips}, nil
-}
-
-func (m *Manager) handleQuotaSet(ctx context.Context, data []byte) (any, error) {
-	var req rpc.QuotaSetRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.QuotaSet(ctx, req)
 }
 
 func checkResource(s string) error {

@@ -211,14 +211,6 @@ func (m *Manager) notify(method string, targets []hostTarget) {
 	}
 }
 
-func (m *Manager) handleRegisterHost(ctx context.Context, data []byte) (any, error) {
-	var req rpc.RegisterHostRequest
-	if err := rpc.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	return m.RegisterHost(ctx, req)
-}
-
 func (m *Manager) handleListHosts(ctx context.Context, data []byte) (any, error) {
 	if err := rpc.Decode(data, &struct{}{}); err != nil {
 		return nil, err

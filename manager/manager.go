@@ -132,6 +132,17 @@ type Service struct {
 
 type handlerFunc func(ctx context.Context, data []byte) (any, error)
 
+// decoding makes a handler of a method that takes its request decoded.
+func decoding[Req, Reply any](f func(context.Context, Req) (Reply, error)) handlerFunc {
+	return func(ctx context.Context, data []byte) (any, error) {
+		var req Req
+		if err := rpc.Decode(data, &req); err != nil {
+			return nil, err
+		}
+		return f(ctx, req)
+	}
+}
+
 func (m *Manager) handlers() map[string]handlerFunc {
 	return map[string]handlerFunc{
 		rpc.MethodCreateNetworks: m.handleCreateNetworks,
@@ -139,35 +150,35 @@ func (m *Manager) handlers() map[string]handlerFunc {
 		rpc.MethodGetNetwork:     m.handleGetNetwork,
 		rpc.MethodDeleteNetwork:  m.handleDeleteNetwork,
 
-		rpc.MethodAllocateForInstance:       m.handleAllocateForInstance,
+		rpc.MethodAllocateForInstance:       decoding(m.AllocateForInstance),
 		rpc.MethodDeallocateForInstance:     m.handleDeallocateForInstance,
-		rpc.MethodAddFixedIPToInstance:      m.handleAddFixedIP,
+		rpc.MethodAddFixedIPToInstance:      decoding(m.AddFixedIPToInstance),
 		rpc.MethodRemoveFixedIPFromInstance: m.handleRemoveFixedIP,
 		rpc.MethodGetInstanceNWInfo:         m.handleGetInstanceNWInfo,
-		rpc.MethodLeaseFixedIP:              m.handleLeaseFixedIP,
-		rpc.MethodReleaseFixedIP:            m.handleReleaseFixedIP,
+		rpc.MethodLeaseFixedIP:              decoding(m.LeaseFixedIP),
+		rpc.MethodReleaseFixedIP:            decoding(m.ReleaseFixedIP),
 		rpc.MethodGetFixedIPByAddress:       m.handleGetFixedIPByAddress,
 		rpc.MethodGetFixedIPsByInstance:     m.handleGetFixedIPsByInstance,
 		rpc.MethodListFixedIPs:              m.handleListFixedIPs,
 		rpc.MethodReserveFixedIP:            m.handleReserveFixedIP,
 		rpc.MethodUnreserveFixedIP:          m.handleUnreserveFixedIP,
 
-		rpc.MethodRegisterHost: m.handleRegisterHost,
+		rpc.MethodRegisterHost: decoding(m.RegisterHost),
 		rpc.MethodListHosts:    m.handleListHosts,
 		rpc.MethodGetHostState: m.handleGetHostState,
 
-		rpc.MethodCreateFloatingIPs:            m.handleCreateFloatingIPs,
+		rpc.MethodCreateFloatingIPs:            decoding(m.CreateFloatingIPs),
 		rpc.MethodDeleteFloatingIPs:            m.handleDeleteFloatingIPs,
-		rpc.MethodListFloatingIPs:              m.handleListFloatingIPs,
+		rpc.MethodListFloatingIPs:              decoding(m.ListFloatingIPs),
 		rpc.MethodGetFloatingPools:             m.handleGetFloatingPools,
-		rpc.MethodAllocateFloatingIP:           m.handleAllocateFloatingIP,
-		rpc.MethodDeallocateFloatingIP:         m.handleDeallocateFloatingIP,
-		rpc.MethodAssociateFloatingIP:          m.handleAssociateFloatingIP,
-		rpc.MethodDisassociateFloatingIP:       m.handleDisassociateFloatingIP,
+		rpc.MethodAllocateFloatingIP:           decoding(m.AllocateFloatingIP),
+		rpc.MethodDeallocateFloatingIP:         decoding(m.DeallocateFloatingIP),
+		rpc.MethodAssociateFloatingIP:          decoding(m.AssociateFloatingIP),
+		rpc.MethodDisassociateFloatingIP:       decoding(m.DisassociateFloatingIP),
 		rpc.MethodGetFloatingIPsByProject:      m.handleGetFloatingIPsByProject,
 		rpc.MethodGetFloatingIPByAddress:       m.handleGetFloatingIPByAddress,
 		rpc.MethodGetFloatingIPsByFixedAddress: m.handleGetFloatingIPsByFixedAddress,
-		rpc.MethodQuotaSet:                     m.handleQuotaSet,
+		rpc.MethodQuotaSet:                     decoding(m.QuotaSet),
 		rpc.MethodQuotaShow:                    m.handleQuotaShow,
 	}
 }
