@@ -108,21 +108,16 @@ func (a *agent) start() {
 }
 
 // kill stops the agent with SIGKILL: no chance to tidy up.
-func (a *agent) kill() {
-	if a.cmd == nil {
-		return
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGKILL)
-	_ = a.cmd.Wait()
-	a.cmd = nil
-	a.log.Close()
-}
+func (a *agent) kill() { a.signal(syscall.SIGKILL) }
 
-func (a *agent) stop() {
+// stop stops the agent as systemd would, with SIGTERM.
+func (a *agent) stop() { a.signal(syscall.SIGTERM) }
+
+func (a *agent) signal(sig syscall.Signal) {
 	if a.cmd == nil {
 		return
 	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	_ = a.cmd.Process.Signal(sig)
 	_ = a.cmd.Wait()
 	a.cmd = nil
 	a.log.Close()
