@@ -15,7 +15,7 @@ func requestTypes() []any {
 		&CreateNetworksRequest{}, &GetAllNetworksRequest{}, &NetworkRef{},
 		&AllocateForInstanceRequest{}, &InstanceRequest{}, &AddFixedIPRequest{},
 		&RemoveFixedIPRequest{}, &AddressRequest{}, &ListFixedIPsRequest{},
-		&RegisterHostRequest{}, &HostStateRequest{},
+		&RegisterHostRequest{}, &HostStateRequest{}, &HostNetworkRequest{},
 		&CreateFloatingIPsRequest{}, &FloatingRangeRef{}, &ListFloatingIPsRequest{}, &AllocateFloatingIPRequest{},
 		&FloatingIPRequest{}, &FloatingAddressRef{}, &AssociateFloatingIPRequest{}, &ProjectRequest{},
 		&FixedAddressRef{}, &QuotaSetRequest{},
