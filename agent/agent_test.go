@@ -248,7 +248,7 @@ func TestEventsReachTheManager(t *testing.T) {
 	}
 	buf := make([]byte, 512)
 	n, _ := c.Read(buf)
-	if got := string(buf[:n]); !strings.HasPrefix(got, `{"ok":false,"error":"event:`) {
+	if got := string(buf[:n]); !strings.HasPrefix(got, `{"ok":false,"error":"malformed dhcp-script event: MAC`) {
 		t.Errorf("reply to a malformed event: %q", got)
 	}
 	if _, err := os.Stat(sock); err != nil {
