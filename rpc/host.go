@@ -24,10 +24,10 @@ var HostMethods = []string{HostMethodSetup, HostMethodTeardown, HostMethodRefres
 // HostSubject returns the subject of an agent method on a host.
 func HostSubject(host, method string) string { return HostPrefix + "." + host + "." + method }
 
-// ValidateHostName checks a host name as the hosts table does: a letter or
-// digit, then up to 252 letters, digits, '.', '_' or '-'. Dots make NATS
-// subject tokens, so a host name with a dot is refused here: NATS would
-// read novanet.host.a.b.setup_network as host "a".
+// ValidateHostName checks the name of a host that runs an agent: a letter
+// or digit, then up to 252 letters, digits, '_' or '-'. The hosts table
+// would also take dots, but a host name is a NATS subject token here, and
+// NATS would read novanet.host.a.b.setup_network as host "a"; so no dots.
 func ValidateHostName(name string) error {
 	if name == "" || len(name) > 253 {
 		return fmt.Errorf("host name %q: want 1 to 253 characters", name)

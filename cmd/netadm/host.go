@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -52,7 +54,10 @@ when something could not be set up (everything else still is).`,
 				return err
 			}
 			defer done()
-			changes, err := c.ConvergeHost(cmd.Context(), args[0])
+			// The agent gives itself a minute per request; wait longer.
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+			defer cancel()
+			changes, err := c.ConvergeHost(ctx, args[0])
 			if err != nil {
 				return err
 			}

@@ -209,7 +209,7 @@ leases) and the next start converges from there.`,
 	f.StringVar(&o.driver, "driver", "flatdhcp", "network driver: flat, flatdhcp or vlan")
 	f.StringVar(&o.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s) of the manager, comma-separated")
 	f.StringVar(&o.netns, "netns", "", "network namespace path to program (empty: the agent's own); for tests and containers")
-	f.StringVar(&o.flatInterface, "flat-interface", "", "interface enslaved to flat and flatdhcp bridges unless the network names one")
+	f.StringVar(&o.flatInterface, "flat-interface", "", "interface enslaved to flatdhcp bridges unless the network names one (flat mode enslaves nothing)")
 	f.StringVar(&o.vlanInterface, "vlan-interface", "", "parent of VLAN (or VXLAN) links unless the network names one")
 	f.StringVar(&o.vlanSegment, "vlan-segment", "vlan", `segment kind in vlan mode: "vlan" (802.1Q) or "vxlan" (VNI = VLAN ID)`)
 	f.StringVar(&o.vxlanGroup, "vxlan-group", "", "VXLAN multicast group or unicast peer, with --vlan-segment vxlan")
