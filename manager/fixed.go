@@ -528,15 +528,30 @@ func (m *Manager) ReleaseFixedIP(ctx context.Context, req rpc.AddressRequest) (r
 	if err != nil {
 		return rpc.FixedIP{}, err
 	}
-	tag, err := m.pool.Exec(ctx, `UPDATE fixed_ips SET leased = false, updated_at = now(),
-			instance_uuid = CASE WHEN allocated THEN instance_uuid END,
-			host = CASE WHEN allocated THEN host END
-		WHERE address = $1`, addr)
-	if err != nil {
+	// A multi-host network is served by the hosts with an instance address
+	// on it: freeing the last one on a host means the host should tear the
+	// network down, so that host is told.
+	var (
+		oldHost *string
+		network int64
+		freed   bool
+	)
+	err = m.pool.QueryRow(ctx, `
+		WITH old AS (
+			SELECT f.id, f.host, f.network_id, n.multi_host FROM fixed_ips f JOIN networks n ON n.id = f.network_id
+			WHERE f.address = $1 FOR UPDATE OF f)
+		UPDATE fixed_ips f SET leased = false, updated_at = now(),
+			instance_uuid = CASE WHEN f.allocated THEN f.instance_uuid END,
+			host = CASE WHEN f.allocated THEN f.host END
+		FROM old WHERE f.id = old.id
+		RETURNING CASE WHEN old.multi_host THEN old.host END, old.network_id, f.host IS NULL`, addr).Scan(&oldHost, &network, &freed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return rpc.FixedIP{}, rpc.Errorf(rpc.CodeNotFound, "fixed address %s not found", addr)
+	} else if err != nil {
 		return rpc.FixedIP{}, err
 	}
-	if tag.RowsAffected() == 0 {
-		return rpc.FixedIP{}, rpc.Errorf(rpc.CodeNotFound, "fixed address %s not found", addr)
+	if oldHost != nil && freed {
+		m.notify(rpc.HostMethodRefresh, []hostTarget{{host: *oldHost, network: network}})
 	}
 	return m.fixedIP(ctx, addr)
 }

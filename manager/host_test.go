@@ -209,3 +209,36 @@ func TestFloatingFollowsNetworkHost(t *testing.T) {
 		t.Errorf("hv1 state: %d networks, floating %+v; want the network and %s", len(st.Networks), st.FloatingIPs, fip.Address)
 	}
 }
+
+// Releasing the last address of a multi-host network on a host tells that
+// host, which no longer serves the network.
+func TestMultiHostReleaseNotifies(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	if _, err := env.Client.RegisterHost(ctx, rpc.RegisterHostRequest{Host: "hv1", Driver: "flatdhcp"}); err != nil {
+		t.Fatal(err)
+	}
+	inbox := agentInbox(t, env, "hv1")
+	nets := create(t, env, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/28", NumNetworks: 1, NetworkSize: 16, Bridge: "br100", MultiHost: true})
+	inst := uuid.NewString()
+	var info rpc.NetworkInfo
+	if err := call(env, rpc.MethodAllocateForInstance, rpc.AllocateForInstanceRequest{InstanceUUID: inst, ProjectID: "p1", Host: "hv1"}, &info); err != nil {
+		t.Fatal(err)
+	}
+	nextNotice(t, inbox)
+	if err := call(env, rpc.MethodDeallocateForInstance, rpc.InstanceRequest{InstanceUUID: inst}, nil); err != nil {
+		t.Fatal(err)
+	}
+	nextNotice(t, inbox)
+	if st, _ := env.Client.HostState(ctx, "hv1", 0); len(st.Networks) != 1 {
+		t.Fatalf("held address: hv1 should still serve the network until the release, state %+v", st.Networks)
+	}
+	if err := call(env, rpc.MethodReleaseFixedIP, rpc.AddressRequest{Address: info.VIFs[0].FixedIPs[0].Address}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if subj, id := nextNotice(t, inbox); subj != "novanet.host.hv1.refresh_dhcp" || id != nets[0].ID {
+		t.Errorf("notice %s network %d", subj, id)
+	}
+	if st, _ := env.Client.HostState(ctx, "hv1", 0); len(st.Networks) != 0 {
+		t.Errorf("after the release hv1 still serves %+v", st.Networks)
+	}
+}
