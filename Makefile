@@ -63,12 +63,16 @@ run: build db
 		$(BIN)/network-manager serve --migrate --log-format console
 
 # Allocation and network creation against pgbench and a bulk INSERT; then
-# iptables-restore against go-iptables rule by rule (root: makes a namespace).
+# iptables-restore against go-iptables rule by rule, and one floating IP
+# associated end to end with 10,000 on the host against one restore (root:
+# makes namespaces; bench/floating takes a fixed 20 samples, not BENCH_SECONDS).
 BENCH_SECONDS ?= 8
 bench:
 	$(GO) run ./bench/manager -seconds $(BENCH_SECONDS)
 	@if [ "$$(id -u)" = 0 ]; then $(GO) run ./bench/iptables; \
 	else echo "bench/iptables skipped: needs root to create a network namespace"; fi
+	@if [ "$$(id -u)" = 0 ]; then $(GO) run ./bench/floating; \
+	else echo "bench/floating skipped: needs root to create a network namespace"; fi
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
