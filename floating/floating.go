@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
+	"time"
 )
 
 // Addrs is the part of the kernel the binder uses: addresses of one
@@ -36,9 +38,13 @@ type Announcer func(ctx context.Context, iface string, addr netip.Addr) error
 
 // Binder keeps the floating addresses of a host bound.
 type Binder struct {
-	addrs     Addrs
-	announce  Announcer
-	statePath string
+	addrs    Addrs
+	announce Announcer
+	// onAnnounceError hears of gratuitous ARPs that failed; they are sent
+	// in the background, after Ensure has returned.
+	onAnnounceError func(error)
+	announcing      sync.WaitGroup
+	statePath       string
 }
 
 // New returns a binder whose record lives in stateDir/floating.json.
@@ -141,6 +147,7 @@ func (b *Binder) Ensure(ctx context.Context, want map[string][]netip.Prefix) ([]
 	var (
 		changes []string
 		errs    []error
+		added   []Bound
 	)
 	present := map[string]map[netip.Prefix]bool{}
 	for iface := range want {
@@ -163,12 +170,9 @@ func (b *Binder) Ensure(ctx context.Context, want map[string][]netip.Prefix) ([]
 			continue
 		}
 		changes = append(changes, fmt.Sprintf("bound floating %s on %s", w.Prefix.Addr(), w.Interface))
-		if b.announce != nil {
-			if err := b.announce(ctx, w.Interface, w.Prefix.Addr()); err != nil {
-				errs = append(errs, fmt.Errorf("gratuitous ARP for %s on %s: %w", w.Prefix.Addr(), w.Interface, err))
-			}
-		}
+		added = append(added, w)
 	}
+	b.announceAll(added)
 	kept := slices.Clone(wantList)
 	for _, h := range have {
 		if wantSet[h] {
@@ -188,3 +192,32 @@ func (b *Binder) Ensure(ctx context.Context, want map[string][]netip.Prefix) ([]
 	}
 	return changes, errors.Join(errs...)
 }
+
+// OnAnnounceError sets what hears of failed gratuitous ARPs (default:
+// nothing).
+func (b *Binder) OnAnnounceError(f func(error)) { b.onAnnounceError = f }
+
+// announceAll sends a gratuitous ARP for each newly bound address, one
+// after the other, in the background: the address already works, the ARP
+// only hastens neighbours' caches, and an arping waits out its deadline,
+// which a caller converging a host should not.
+func (b *Binder) announceAll(bs []Bound) {
+	if b.announce == nil || len(bs) == 0 {
+		return
+	}
+	b.announcing.Add(1)
+	go func() {
+		defer b.announcing.Done()
+		for _, w := range bs {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := b.announce(ctx, w.Interface, w.Prefix.Addr())
+			cancel()
+			if err != nil && b.onAnnounceError != nil {
+				b.onAnnounceError(fmt.Errorf("gratuitous ARP for %s on %s: %w", w.Prefix.Addr(), w.Interface, err))
+			}
+		}
+	}()
+}
+
+// Wait waits for the gratuitous ARPs under way.
+func (b *Binder) Wait() { b.announcing.Wait() }

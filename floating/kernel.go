@@ -133,7 +133,7 @@ func Arping(binary, netnsPath string) Announcer {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		return nsrun.Do(netnsPath, func() error {
-			out, err := exec.CommandContext(ctx, binary, "-q", "-U", "-c", "1", "-w", "1", "-i", iface, addr.String()).CombinedOutput()
+			out, err := exec.CommandContext(ctx, binary, "-q", "-U", "-c", "1", "-w", "0.1", "-i", iface, addr.String()).CombinedOutput()
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && ee.ExitCode() == 1 {
 				return nil

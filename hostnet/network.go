@@ -276,13 +276,19 @@ func ParseFloatingIP(f rpc.HostFloatingIP, def string) (floating, fixed netip.Ad
 // sorted and free of duplicates.
 func FloatingAddrs(cfg Config, fips []rpc.HostFloatingIP) (map[string][]netip.Prefix, error) {
 	out := map[string][]netip.Prefix{}
+	type key struct {
+		iface string
+		p     netip.Prefix
+	}
+	seen := make(map[key]bool, len(fips))
 	for _, f := range fips {
 		floating, _, iface, err := ParseFloatingIP(f, cfg.PublicInterface)
 		if err != nil {
 			return nil, err
 		}
 		p := netip.PrefixFrom(floating, floating.BitLen())
-		if !slices.Contains(out[iface], p) {
+		if k := (key{iface, p}); !seen[k] {
+			seen[k] = true
 			out[iface] = append(out[iface], p)
 		}
 	}

@@ -377,6 +377,8 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	binder.OnAnnounceError(func(err error) { log.Warn("floating address", zap.Error(err)) })
+	defer binder.Wait()
 	nc, err := nats.Connect(o.natsURL, nats.Name("network-host "+o.host), nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
 	if err != nil {
