@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"novanet/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -84,26 +85,10 @@ func (s *store) put(rec hostnet.Record) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(s.dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write state: %w", err)
+	if err := atomicfile.Write(s.path(rec.NetworkID), append(b, '\n'), 0o640); err != nil {
+		return fmt.Errorf("state of network %d: %w", rec.NetworkID, err)
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := os.Rename(f.Name(), s.path(rec.NetworkID)); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	return syncDir(s.dir)
+	return nil
 }
 
 func (s *store) remove(id int64) error {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"novanet/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,24 +89,8 @@ func (b *Binder) save(bs []Bound) error {
 	if err != nil {
 		return err
 	}
-	tmp := b.statePath + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("write floating state: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write floating state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write floating state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write floating state: %w", err)
-	}
-	if err := os.Rename(tmp, b.statePath); err != nil {
-		return fmt.Errorf("write floating state: %w", err)
+	if err := atomicfile.Write(b.statePath, data, 0o640); err != nil {
+		return fmt.Errorf("floating state: %w", err)
 	}
 	return nil
 }
