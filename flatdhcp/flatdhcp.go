@@ -24,17 +24,11 @@ type Links interface {
 	Delete(ctx context.Context, name string) error
 }
 
-// DHCP runs the networks' dnsmasq; *hostnet.DHCPServers implements it.
-type DHCP interface {
-	Ensure(ctx context.Context, c dnsmasq.Config, hosts []dnsmasq.Host) (dnsmasq.Action, error)
-	Stop(ctx context.Context, name string) (bool, error)
-}
-
 // Driver implements hostnet.Driver for flat DHCP mode.
 type Driver struct {
 	cfg   hostnet.Config
 	links Links
-	dhcp  DHCP
+	dhcp  hostnet.DHCP
 }
 
 var _ hostnet.Driver = (*Driver)(nil)
@@ -42,7 +36,7 @@ var _ hostnet.Driver = (*Driver)(nil)
 // New returns the flatdhcp driver. cfg.FlatInterface, when set, is
 // enslaved to every bridge whose network names no interface; cfg.DHCPDir
 // must be a clean absolute path.
-func New(cfg hostnet.Config, links Links, dhcp DHCP) (*Driver, error) {
+func New(cfg hostnet.Config, links Links, dhcp hostnet.DHCP) (*Driver, error) {
 	if links == nil || dhcp == nil {
 		return nil, fmt.Errorf("flatdhcp: %w: links and dhcp are required", hostnet.ErrInvalidConfig)
 	}

@@ -33,18 +33,12 @@ type Links interface {
 	Delete(ctx context.Context, name string) error
 }
 
-// DHCP runs the networks' dnsmasq; *hostnet.DHCPServers implements it.
-type DHCP interface {
-	Ensure(ctx context.Context, c dnsmasq.Config, hosts []dnsmasq.Host) (dnsmasq.Action, error)
-	Stop(ctx context.Context, name string) (bool, error)
-}
-
 // Driver implements hostnet.Driver for VLAN mode.
 type Driver struct {
 	cfg     hostnet.Config
 	segment string
 	links   Links
-	dhcp    DHCP
+	dhcp    hostnet.DHCP
 }
 
 var _ hostnet.Driver = (*Driver)(nil)
@@ -53,7 +47,7 @@ var _ hostnet.Driver = (*Driver)(nil)
 // "vxlan"; cfg.VLANInterface, when set, must be a valid name (networks
 // without a bridge interface need it); cfg.DHCPDir must be a clean absolute
 // path.
-func New(cfg hostnet.Config, links Links, dhcp DHCP) (*Driver, error) {
+func New(cfg hostnet.Config, links Links, dhcp hostnet.DHCP) (*Driver, error) {
 	if links == nil || dhcp == nil {
 		return nil, fmt.Errorf("vlan: %w: links and dhcp are required", hostnet.ErrInvalidConfig)
 	}
