@@ -25,10 +25,10 @@ import (
 	"github.com/google/uuid"
 
 	"novanet/hostnet"
+	"novanet/hostnet/hostnettest"
 	"novanet/internal/pgtest"
 	"novanet/internal/testenv"
 	"novanet/linuxnet/iptables"
-	"novanet/linuxnet/link"
 	"novanet/linuxnet/nstest"
 	"novanet/rpc"
 )
@@ -186,90 +186,13 @@ func hasLink(ns *nstest.NS, name string) bool {
 	return err == nil
 }
 
-// vm is a namespace with eth0 plugged into a bridge of the hypervisor.
-type vm struct {
-	ns   *nstest.NS
-	dir  string
-	dhcp *exec.Cmd
-}
-
-const udhcpcScript = `#!/bin/sh
-case "$1" in
-deconfig) ip -4 addr flush dev "$interface"; ip link set dev "$interface" up ;;
-bound|renew)
-	ip -4 addr flush dev "$interface"
-	ip addr add "$ip/$mask" dev "$interface"
-	for r in $router; do ip route replace default via "$r" dev "$interface"; break; done ;;
-esac
-exit 0
-`
-
 // newVM plugs a VM with the given MAC into bridge of hv, through tap port.
-func newVM(t *testing.T, hv *nstest.NS, bridge, port, mac string) *vm {
+func newVM(t *testing.T, hv *nstest.NS, bridge, port, mac string) *hostnettest.VM {
 	t.Helper()
-	v := &vm{ns: nstest.New(t), dir: t.TempDir()}
-	hv.Run(t, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", v.ns.Name)
-	v.ns.Run(t, "ip", "link", "set", "eth0", "address", mac)
-	if err := link.New(hv.Handle).Enslave(ctx, bridge, port, link.EnslaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	hv.Run(t, "ip", "link", "set", port, "up") // as the hypervisor plugs a VIF
-	if err := os.WriteFile(filepath.Join(v.dir, "udhcpc.sh"), []byte(udhcpcScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.stopDHCP)
+	v := hostnettest.NewVM(t, hv, port)
+	v.SetMAC(t, mac)
+	v.Plug(t, hv, bridge) // as the hypervisor plugs a VIF
 	return v
-}
-
-// startDHCP runs udhcpc in the background; it releases its lease on SIGTERM.
-func (v *vm) startDHCP(t *testing.T) {
-	t.Helper()
-	v.dhcp = v.ns.Command(context.Background(), "busybox", "udhcpc", "-f", "-R", "-i", "eth0", "-t", "20", "-T", "1",
-		"-A", "1", "-s", filepath.Join(v.dir, "udhcpc.sh"))
-	f, err := os.Create(filepath.Join(v.dir, "udhcpc.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.dhcp.Stdout, v.dhcp.Stderr = f, f
-	if err := v.dhcp.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(f.Name())
-			t.Logf("udhcpc in %s:\n%s", v.ns.Name, b)
-		}
-	})
-}
-
-func (v *vm) stopDHCP() {
-	if v.dhcp == nil {
-		return
-	}
-	_ = v.dhcp.Process.Signal(syscall.SIGTERM)
-	_ = v.dhcp.Wait()
-	v.dhcp = nil
-}
-
-// addr returns the VM's IPv4 address on eth0, if any.
-func (v *vm) addr(t *testing.T) string {
-	out := v.ns.Run(t, "ip", "-4", "-o", "addr", "show", "dev", "eth0")
-	f := strings.Fields(out)
-	for i, w := range f {
-		if w == "inet" && i+1 < len(f) {
-			a, _, _ := strings.Cut(f[i+1], "/")
-			return a
-		}
-	}
-	return ""
-}
-
-func (v *vm) ping(addr string) error {
-	out, err := v.ns.Command(context.Background(), "busybox", "ping", "-c", "1", "-W", "2", addr).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ping %s: %v\n%s", addr, err, out)
-	}
-	return nil
 }
 
 func allocate(t *testing.T, env *testenv.Env, inst, project, host string) rpc.VIF {
@@ -352,10 +275,10 @@ func TestFlatDHCPEndToEnd(t *testing.T) {
 	nstest.Eventually(t, 30*time.Second, "br100 made by the agent", func() bool { return hasLink(hv, "br100") })
 
 	v := newVM(t, hv, "br100", "tap1", vif.MAC)
-	v.startDHCP(t)
-	nstest.Eventually(t, 30*time.Second, "VM has address "+addr, func() bool { return v.addr(t) == addr })
-	if err := v.ping("10.0.0.1"); err != nil {
-		t.Error(err)
+	v.StartDHCP(t)
+	nstest.Eventually(t, 30*time.Second, "VM has address "+addr, func() bool { return v.Addr(t) == addr })
+	if !v.Ping("10.0.0.1") {
+		t.Error("the VM cannot ping its gateway 10.0.0.1")
 	}
 	nstest.Eventually(t, 30*time.Second, addr+" marked leased through dhcp-event", func() bool {
 		return fixedIP(t, env, addr).Leased
@@ -371,7 +294,7 @@ func TestFlatDHCPEndToEnd(t *testing.T) {
 	if f := fixedIP(t, env, addr); f.Allocated || f.InstanceUUID != inst {
 		t.Errorf("after deallocate %s should be held for %s until released: %+v", addr, inst, f)
 	}
-	v.stopDHCP() // udhcpc -R sends DHCPRELEASE
+	v.StopDHCP() // udhcpc -R sends DHCPRELEASE
 	nstest.Eventually(t, 30*time.Second, addr+" free after the DHCP release", func() bool {
 		f := fixedIP(t, env, addr)
 		return f.InstanceUUID == "" && !f.Leased && !f.Allocated
@@ -403,11 +326,10 @@ func uplink(t *testing.T, hv *nstest.NS) {
 var vlanArgs = []string{"--vlan-interface", "uplink0", "--vlan-segment", "vxlan", "--vxlan-group", "192.168.50.2",
 	"--routing-source-ip", "192.0.2.10"}
 
-func vlanConfig() hostnet.Config {
-	return hostnet.Config{Host: "hv1", Driver: "vlan", RoutingSourceIP: netip.MustParseAddr("192.0.2.10")}
-}
-
-func TestVLANProjectsIsolated(t *testing.T) {
+// startVLAN starts the service in VLAN mode and a registered vlan agent
+// programming a hypervisor namespace with an uplink.
+func startVLAN(t *testing.T) (*testenv.Env, *nstest.NS, *agent) {
+	t.Helper()
 	nstest.RequireRoot(t)
 	env := testenv.Start(t, "vlan")
 	hv := nstest.New(t)
@@ -415,6 +337,15 @@ func TestVLANProjectsIsolated(t *testing.T) {
 	ag := newAgent(t, env, hv, "hv1", "vlan", vlanArgs...)
 	ag.start()
 	ag.waitRegistered()
+	return env, hv, ag
+}
+
+func vlanConfig() hostnet.Config {
+	return hostnet.Config{Host: "hv1", Driver: "vlan", RoutingSourceIP: netip.MustParseAddr("192.0.2.10")}
+}
+
+func TestVLANProjectsIsolated(t *testing.T) {
+	env, hv, _ := startVLAN(t)
 	if _, err := env.Client.CreateNetworks(ctx, rpc.CreateNetworksRequest{CIDR: "10.1.0.0/24", NumNetworks: 2,
 		NetworkSize: 16, VLANStart: 100}); err != nil {
 		t.Fatal(err)
@@ -430,20 +361,20 @@ func TestVLANProjectsIsolated(t *testing.T) {
 	vmA := newVM(t, hv, vifA.Network.Bridge, "tapa", vifA.MAC)
 	vmB := newVM(t, hv, vifB.Network.Bridge, "tapb", vifB.MAC)
 	for _, x := range []struct {
-		v   *vm
+		v   *hostnettest.VM
 		vif rpc.VIF
 	}{{vmA, vifA}, {vmB, vifB}} {
-		x.v.startDHCP(t)
+		x.v.StartDHCP(t)
 		ip := x.vif.FixedIPs[0]
-		nstest.Eventually(t, 30*time.Second, "VM has address "+ip.Address, func() bool { return x.v.addr(t) == ip.Address })
-		if err := x.v.ping(ip.Gateway); err != nil {
-			t.Errorf("VM on %s cannot reach its gateway: %v", x.vif.Network.Bridge, err)
+		nstest.Eventually(t, 30*time.Second, "VM has address "+ip.Address, func() bool { return x.v.Addr(t) == ip.Address })
+		if !x.v.Ping(ip.Gateway) {
+			t.Errorf("VM on %s cannot reach its gateway %s", x.vif.Network.Bridge, ip.Gateway)
 		}
 	}
-	if err := vmA.ping(vifB.FixedIPs[0].Address); err == nil {
+	if vmA.Ping(vifB.FixedIPs[0].Address) {
 		t.Errorf("project a's VM reaches project b's VM at %s", vifB.FixedIPs[0].Address)
 	}
-	if err := vmB.ping(vifA.FixedIPs[0].Address); err == nil {
+	if vmB.Ping(vifA.FixedIPs[0].Address) {
 		t.Errorf("project b's VM reaches project a's VM at %s", vifA.FixedIPs[0].Address)
 	}
 	want := []string{vifA.Network.Bridge, vifB.Network.Bridge,
@@ -531,13 +462,7 @@ func converged(t *testing.T, env *testenv.Env, a *agent) string {
 }
 
 func TestAgentKilledMidSetupConverges(t *testing.T) {
-	nstest.RequireRoot(t)
-	env := testenv.Start(t, "vlan")
-	hv := nstest.New(t)
-	uplink(t, hv)
-	ag := newAgent(t, env, hv, "hv1", "vlan", vlanArgs...)
-	ag.start()
-	ag.waitRegistered()
+	env, hv, ag := startVLAN(t)
 	ag.kill()
 
 	// While the agent is down, seven projects get a network each.

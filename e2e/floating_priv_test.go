@@ -116,9 +116,9 @@ func TestFloatingIPEndToEnd(t *testing.T) {
 	fixed := vif.FixedIPs[0].Address
 	nstest.Eventually(t, 30*time.Second, "br100", func() bool { return hasLink(hv, "br100") })
 	v := newVM(t, hv, "br100", "tap1", vif.MAC)
-	v.startDHCP(t)
-	nstest.Eventually(t, 30*time.Second, "VM has "+fixed, func() bool { return v.addr(t) == fixed })
-	echoServer(t, v.ns)
+	v.StartDHCP(t)
+	nstest.Eventually(t, 30*time.Second, "VM has "+fixed, func() bool { return v.Addr(t) == fixed })
+	echoServer(t, v.NS)
 
 	if _, err := env.Client.CreateFloatingIPs(ctx, rpc.CreateFloatingIPsRequest{Pool: "public", CIDR: "203.0.113.48/29"}); err != nil {
 		t.Fatal(err)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,6 +38,7 @@ type VM struct {
 	Port string
 	MAC  net.HardwareAddr
 	dir  string
+	dhcp *exec.Cmd // the udhcpc of StartDHCP
 }
 
 // NewVM makes a VM namespace and the veth pair Port (in host) / eth0 (in
@@ -73,6 +76,65 @@ func (v *VM) DHCP(t *testing.T, tries string) (bool, string) {
 	cmd.Env = append(os.Environ(), "STATE="+v.dir)
 	out, err := cmd.CombinedOutput()
 	return err == nil, string(out)
+}
+
+// SetMAC gives the VM's eth0 the MAC the manager allocated.
+func (v *VM) SetMAC(t *testing.T, mac string) {
+	t.Helper()
+	v.NS.Run(t, "ip", "link", "set", "eth0", "address", mac)
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.MAC = hw
+}
+
+// StartDHCP runs busybox udhcpc in the background, as a VM's DHCP client
+// does, until StopDHCP or the end of the test; it releases its lease when
+// stopped. Its output is logged if the test fails.
+func (v *VM) StartDHCP(t *testing.T) {
+	t.Helper()
+	v.dhcp = v.NS.Command(context.Background(), "busybox", "udhcpc", "-f", "-R", "-i", "eth0", "-t", "20", "-T", "1",
+		"-A", "1", "-s", filepath.Join(v.dir, "udhcpc.sh"))
+	v.dhcp.Env = append(os.Environ(), "STATE="+v.dir)
+	f, err := os.Create(filepath.Join(v.dir, "udhcpc.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.dhcp.Stdout, v.dhcp.Stderr = f, f
+	if err := v.dhcp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		v.StopDHCP()
+		if t.Failed() {
+			b, _ := os.ReadFile(f.Name())
+			t.Logf("udhcpc in %s:\n%s", v.NS.Name, b)
+		}
+	})
+}
+
+// StopDHCP stops the udhcpc of StartDHCP with SIGTERM: it sends a
+// DHCPRELEASE first.
+func (v *VM) StopDHCP() {
+	if v.dhcp == nil {
+		return
+	}
+	_ = v.dhcp.Process.Signal(syscall.SIGTERM)
+	_ = v.dhcp.Wait()
+	v.dhcp = nil
+}
+
+// Addr returns the VM's IPv4 address on eth0; "" for none.
+func (v *VM) Addr(t *testing.T) string {
+	f := strings.Fields(v.NS.Run(t, "ip", "-4", "-o", "addr", "show", "dev", "eth0"))
+	for i, w := range f {
+		if w == "inet" && i+1 < len(f) {
+			a, _, _ := strings.Cut(f[i+1], "/")
+			return a
+		}
+	}
+	return ""
 }
 
 // Lease returns what the last bound event got, one "key=value" a line.
