@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -84,17 +83,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "netadm: %v\n", err)
 	var (
 		ue usageError
 		re *rpc.Error
 	)
 	switch {
 	case errors.As(err, &re): // whatever the manager's message says
+		// It may quote labels and other strings callers of the manager chose.
+		printf(stderr, "netadm: %s\n", err)
 		return exitError
 	case errors.As(err, &ue) || isCobraUsage(err):
+		// The operator's own command line; cobra's hints span lines.
+		fmt.Fprintf(stderr, "netadm: %v\n", err)
 		return exitUsage
 	}
+	printf(stderr, "netadm: %s\n", err)
 	return exitError
 }
 
@@ -317,7 +320,7 @@ or leased; the refusal names them.`,
 			if a.output == "json" {
 				return a.printJSON(n)
 			}
-			fmt.Fprintf(a.stdout, "deleted network %s %s (%s)\n", n.Label, n.CIDR, n.UUID)
+			printf(a.stdout, "deleted network %s %s (%s)\n", n.Label, n.CIDR, n.UUID)
 			return nil
 		},
 	}
@@ -347,20 +350,19 @@ func (a *app) printNetworks(nets []rpc.Network) error {
 	if a.output == "json" {
 		return a.printJSON(rpc.NetworksReply{Networks: nets})
 	}
-	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tUUID\tLABEL\tCIDR\tGATEWAY\tVLAN\tBRIDGE\tPROJECT\tFREE/TOTAL")
+	t := newTable(a.stdout, "ID", "UUID", "LABEL", "CIDR", "GATEWAY", "VLAN", "BRIDGE", "PROJECT", "FREE/TOTAL")
 	for _, n := range nets {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", n.ID, n.UUID, n.Label, n.CIDR, dash(n.Gateway),
-			dashInt(n.VLAN), dash(n.Bridge), dash(n.ProjectID), n.FixedIPs.Free, n.FixedIPs.Total)
+		t.row(n.ID, n.UUID, n.Label, n.CIDR, dash(n.Gateway), dashInt(n.VLAN), dash(n.Bridge), dash(n.ProjectID),
+			fmt.Sprintf("%d/%d", n.FixedIPs.Free, n.FixedIPs.Total))
 	}
-	return w.Flush()
+	return t.flush()
 }
 
 func (a *app) printNetwork(n rpc.Network) error {
 	if a.output == "json" {
 		return a.printJSON(n)
 	}
-	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	t := newTable(a.stdout)
 	prio := "-"
 	if n.Priority != nil {
 		prio = strconv.Itoa(*n.Priority)
@@ -380,9 +382,9 @@ func (a *app) printNetwork(n rpc.Network) error {
 		{"fixed_ips", fmt.Sprintf("%d total, %d reserved, %d in use, %d free",
 			n.FixedIPs.Total, n.FixedIPs.Reserved, n.FixedIPs.InUse, n.FixedIPs.Free)},
 	} {
-		fmt.Fprintf(w, "%s\t%s\n", kv[0], kv[1])
+		t.row(kv[0], kv[1])
 	}
-	return w.Flush()
+	return t.flush()
 }
 
 func newFixedCmd(a *app) *cobra.Command {
@@ -458,11 +460,10 @@ func (a *app) printFixedIPs(ips []rpc.FixedIP) error {
 	if a.output == "json" {
 		return a.printJSON(rpc.FixedIPsReply{FixedIPs: ips})
 	}
-	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "ADDRESS\tNETWORK\tINSTANCE\tMAC\tHOST\tALLOCATED\tLEASED\tRESERVED")
+	t := newTable(a.stdout, "ADDRESS", "NETWORK", "INSTANCE", "MAC", "HOST", "ALLOCATED", "LEASED", "RESERVED")
 	for _, f := range ips {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Address, f.NetworkLabel, dash(f.InstanceUUID),
-			dash(f.VIFAddress), dash(f.Host), yesNo(f.Allocated), yesNo(f.Leased), yesNo(f.Reserved))
+		t.row(f.Address, f.NetworkLabel, dash(f.InstanceUUID), dash(f.VIFAddress), dash(f.Host),
+			yesNo(f.Allocated), yesNo(f.Leased), yesNo(f.Reserved))
 	}
-	return w.Flush()
+	return t.flush()
 }

@@ -35,6 +35,7 @@ import (
 	"novanet/internal/redact"
 	"novanet/linuxnet/dnsmasq"
 	"novanet/linuxnet/iptables"
+	"novanet/linuxnet/link"
 	"novanet/vlan"
 )
 
@@ -321,7 +322,7 @@ func iptablesBackend(s string) (iptables.Backend, error) {
 }
 
 // newDriver builds the configured driver on real links and dnsmasq.
-func newDriver(cfg hostnet.Config, links *hostnet.Links) (hostnet.Driver, error) {
+func newDriver(cfg hostnet.Config, links *link.Manager) (hostnet.Driver, error) {
 	switch cfg.Driver {
 	case hostnet.DriverFlat:
 		return flat.New(cfg, links)
@@ -355,7 +356,9 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	links, err := hostnet.NewLinks(cfg.NetNS)
+	// One netlink handle for the namespace: the driver's links and the
+	// floating addresses.
+	links, err := link.Open(cfg.NetNS)
 	if err != nil {
 		return err
 	}
@@ -372,12 +375,7 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	kern, err := floating.NewKernel(cfg.NetNS)
-	if err != nil {
-		return err
-	}
-	defer kern.Close()
-	binder, err := floating.New(kern, floating.Arping("", cfg.NetNS), cfg.StateDir)
+	binder, err := floating.New(links, floating.Arping("", cfg.NetNS), cfg.StateDir)
 	if err != nil {
 		return err
 	}

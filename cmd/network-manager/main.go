@@ -339,7 +339,7 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 		}
 		httpAddr = ln.Addr()
 		httpDesc = httpAddr.String()
-		srv = &http.Server{Handler: httpHandler(m, nc, reg), ReadHeaderTimeout: 10 * time.Second}
+		srv = &http.Server{Handler: httpHandler(m, nc, reg, log), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http server", zap.Error(err))
@@ -369,7 +369,11 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 	return nil
 }
 
-func httpHandler(m *manager.Manager, nc *nats.Conn, reg *prometheus.Registry) http.Handler {
+// httpHandler serves /healthz, /readyz and /metrics. /readyz answers why it
+// is not ready in generic words only: a database error names the user, the
+// database and the host, and whoever can reach the port need not learn them;
+// the detail goes to the log.
+func httpHandler(m *manager.Manager, nc *nats.Conn, reg *prometheus.Registry, log *zap.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -378,11 +382,13 @@ func httpHandler(m *manager.Manager, nc *nats.Conn, reg *prometheus.Registry) ht
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := m.Ready(ctx); err != nil {
-			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
+			log.Warn("not ready: database unreachable", zap.Error(err))
+			http.Error(w, "database unavailable", http.StatusServiceUnavailable)
 			return
 		}
 		if !nc.IsConnected() {
-			http.Error(w, "nats: "+nc.Status().String(), http.StatusServiceUnavailable)
+			log.Warn("not ready: NATS not connected", zap.String("status", nc.Status().String()))
+			http.Error(w, "nats unavailable: "+nc.Status().String(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
