@@ -19,6 +19,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"novanet/client"
+	"novanet/internal/natsconn"
+	"novanet/internal/redact"
 	"novanet/rpc"
 )
 
@@ -45,18 +47,19 @@ func (e usageError) Unwrap() error { return e.err }
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 // dialer connects to NATS; tests and fuzzing replace it.
-type dialer func(url string, timeout time.Duration) (*client.Client, func(), error)
+type dialer func(url string, o natsconn.Options, timeout time.Duration) (*client.Client, func(), error)
 
-func dialNATS(url string, timeout time.Duration) (*client.Client, func(), error) {
-	nc, err := nats.Connect(url, nats.Name("netadm"), nats.Timeout(timeout))
+func dialNATS(url string, o natsconn.Options, timeout time.Duration) (*client.Client, func(), error) {
+	nc, err := o.Connect(url, "netadm", nats.Timeout(timeout))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redact.URL(url), err)
 	}
 	return client.New(nc, timeout), nc.Close, nil
 }
 
 type app struct {
 	natsURL string
+	nats    natsconn.Options
 	output  string
 	timeout time.Duration
 	dial    dialer
@@ -67,7 +70,7 @@ func (a *app) client() (*client.Client, func(), error) {
 	if a.output != "table" && a.output != "json" {
 		return nil, nil, usagef("output %q: want table or json", a.output)
 	}
-	return a.dial(a.natsURL, a.timeout)
+	return a.dial(a.natsURL, a.nats, a.timeout)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, dial dialer) int {
@@ -130,6 +133,8 @@ Exit status: 0 on success, 1 when the manager refuses or fails the request,
 	}
 	root.PersistentFlags().StringVar(&a.natsURL, "nats-url", natsDefault,
 		"NATS server URL(s), comma-separated (env NOVANET_NATS_URL)")
+	a.nats.AddFlags(root.PersistentFlags())
+	natsconn.DefaultsFromEnv(root.PersistentFlags(), getenv)
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the manager")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

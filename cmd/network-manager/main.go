@@ -26,6 +26,8 @@ import (
 
 	"novanet/db/migrations"
 	"novanet/internal/envflags"
+	"novanet/internal/natsconn"
+	"novanet/internal/redact"
 	"novanet/manager"
 	"novanet/natsembed"
 	"novanet/rpc"
@@ -49,6 +51,7 @@ type readyFunc func(httpAddr net.Addr, natsURL string)
 type options struct {
 	databaseURL   string
 	natsURL       string
+	nats          natsconn.Options
 	embeddedNATS  string
 	httpListen    string
 	migrate       bool
@@ -124,6 +127,7 @@ NATS reachable) and /metrics (Prometheus).`,
 	}
 	f := serve.Flags()
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS server URL(s), comma-separated; empty runs an embedded server")
+	o.nats.AddFlags(f)
 	f.StringVar(&o.embeddedNATS, "embedded-nats-listen", "127.0.0.1:4222", "where the embedded nats-server listens (port 0: any free port)")
 	f.StringVar(&o.httpListen, "http-listen", "127.0.0.1:9696", "address for /healthz, /readyz and /metrics; empty disables HTTP")
 	f.BoolVar(&o.migrate, "migrate", false, "apply pending database migrations at start")
@@ -288,17 +292,17 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 		}
 		defer ns.Shutdown()
 		natsURL = ns.ClientURL()
-		log.Info("embedded nats-server started", zap.String("url", natsURL))
+		log.Info("embedded nats-server started", zap.String("url", redact.URL(natsURL)))
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("network-manager"), nats.MaxReconnects(-1),
+	nc, err := o.nats.Connect(natsURL, "network-manager", nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected", zap.Error(err))
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrl())) }))
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }))
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
+		return fmt.Errorf("connect to NATS at %s: %w", redact.URL(natsURL), err)
 	}
 	defer nc.Close()
 
@@ -342,7 +346,7 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 			}
 		}()
 	}
-	log.Info("network-manager ready", zap.String("mode", string(mode)), zap.String("nats", natsURL),
+	log.Info("network-manager ready", zap.String("mode", string(mode)), zap.String("nats", redact.URL(natsURL)),
 		zap.String("http", httpDesc), zap.String("version", version))
 	if ready != nil {
 		ready(httpAddr, natsURL)
