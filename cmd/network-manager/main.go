@@ -26,6 +26,8 @@ import (
 
 	"novanet/db/migrations"
 	"novanet/internal/envflags"
+	"novanet/internal/natsconn"
+	"novanet/internal/redact"
 	"novanet/manager"
 	"novanet/natsembed"
 	"novanet/rpc"
@@ -49,6 +51,7 @@ type readyFunc func(httpAddr net.Addr, natsURL string)
 type options struct {
 	databaseURL   string
 	natsURL       string
+	nats          natsconn.Options
 	embeddedNATS  string
 	embeddedName  string
 	cluster       natsembed.Cluster
@@ -130,6 +133,7 @@ NATS reachable) and /metrics (Prometheus).`,
 	}
 	f := serve.Flags()
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS server URL(s), comma-separated; empty runs an embedded server")
+	o.nats.AddFlags(f)
 	f.StringVar(&o.embeddedNATS, "embedded-nats-listen", "127.0.0.1:4222", "where the embedded nats-server listens (port 0: any free port)")
 	f.StringVar(&o.embeddedName, "embedded-nats-name", "",
 		"the embedded nats-server's name, unique in its cluster (default: "+natsembed.DefaultServerName+" alone, the host name in a cluster)")
@@ -312,22 +316,22 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 		}
 		defer ns.Shutdown()
 		natsURL = ns.ClientURL()
-		fields := []zap.Field{zap.String("url", natsURL), zap.String("name", ns.Name())}
+		fields := []zap.Field{zap.String("url", redact.URL(natsURL)), zap.String("name", ns.Name())}
 		if r := ns.RouteURL(); r != "" {
 			fields = append(fields, zap.String("cluster", o.cluster.Name), zap.String("routes_listen", r),
 				zap.Strings("routes", o.cluster.Routes))
 		}
 		log.Info("embedded nats-server started", fields...)
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("network-manager"), nats.MaxReconnects(-1),
+	nc, err := o.nats.Connect(natsURL, "network-manager", nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected", zap.Error(err))
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrl())) }))
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }))
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
+		return fmt.Errorf("connect to NATS at %s: %w", redact.URL(natsURL), err)
 	}
 	defer nc.Close()
 
@@ -364,14 +368,14 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 		}
 		httpAddr = ln.Addr()
 		httpDesc = httpAddr.String()
-		srv = &http.Server{Handler: httpHandler(m, nc, reg), ReadHeaderTimeout: 10 * time.Second}
+		srv = &http.Server{Handler: httpHandler(m, nc, reg, log), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http server", zap.Error(err))
 			}
 		}()
 	}
-	log.Info("network-manager ready", zap.String("mode", string(mode)), zap.String("nats", natsURL),
+	log.Info("network-manager ready", zap.String("mode", string(mode)), zap.String("nats", redact.URL(natsURL)),
 		zap.String("http", httpDesc), zap.String("version", version))
 	if ready != nil {
 		ready(httpAddr, natsURL)
@@ -423,7 +427,11 @@ func embeddedOptions(o options) ([]natsembed.Option, error) {
 	return []natsembed.Option{natsembed.WithServerName(name), natsembed.WithCluster(o.cluster)}, nil
 }
 
-func httpHandler(m *manager.Manager, nc *nats.Conn, reg *prometheus.Registry) http.Handler {
+// httpHandler serves /healthz, /readyz and /metrics. /readyz answers why it
+// is not ready in generic words only: a database error names the user, the
+// database and the host, and whoever can reach the port need not learn them;
+// the detail goes to the log.
+func httpHandler(m *manager.Manager, nc *nats.Conn, reg *prometheus.Registry, log *zap.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -432,11 +440,13 @@ func httpHandler(m *manager.Manager, nc *nats.Conn, reg *prometheus.Registry) ht
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := m.Ready(ctx); err != nil {
-			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
+			log.Warn("not ready: database unreachable", zap.Error(err))
+			http.Error(w, "database unavailable", http.StatusServiceUnavailable)
 			return
 		}
 		if !nc.IsConnected() {
-			http.Error(w, "nats: "+nc.Status().String(), http.StatusServiceUnavailable)
+			log.Warn("not ready: NATS not connected", zap.String("status", nc.Status().String()))
+			http.Error(w, "nats unavailable: "+nc.Status().String(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 
 	"novanet/client"
@@ -231,5 +232,44 @@ func TestConfigErrors(t *testing.T) {
 		if code != 1 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("%v: exit %d %q, want %q", tc.args, code, errb.String(), tc.want)
 		}
+	}
+}
+
+// TestReadyzHidesDatabaseError drops the manager's database under it: /readyz
+// must answer 503 without the user, database and host that the driver's
+// error names, and the log must have them.
+func TestReadyzHidesDatabaseError(t *testing.T) {
+	_, dbURL := pgtest.NewDB(t)
+	s := serve(t, map[string]string{"NOVANET_DATABASE_URL": dbURL},
+		"--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-format", "console")
+	base := "http://" + s.httpAddr.String()
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Fatalf("/readyz = %d %q before the database went away", code, body)
+	}
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(context.Background(), pgtest.AdminURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{cfg.Database}.Sanitize()+" WITH (FORCE)"); err != nil {
+		t.Fatal(err)
+	}
+	// The first probes may fail on a pooled connection the drop broke; each
+	// such failure discards it, so past the pool's size (--db-max-conns,
+	// 8) one has had to connect anew and been told the database is gone.
+	for range 10 {
+		code, body := get(t, base+"/readyz")
+		if code != http.StatusServiceUnavailable || body != "database unavailable\n" {
+			t.Errorf("/readyz = %d %q, want 503 \"database unavailable\"", code, body)
+		}
+	}
+	s.stop(t)
+	if log := s.stderr.String(); !strings.Contains(log, "not ready: database unreachable") ||
+		!strings.Contains(log, "user="+cfg.User) || !strings.Contains(log, cfg.Database) {
+		t.Errorf("the log does not have the database error:\n%s", log)
 	}
 }
