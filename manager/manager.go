@@ -227,6 +227,12 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 	return &Service{svc: svc, m: m}, nil
 }
 
+// Info is this replica's answer to $SRV.INFO: its id and endpoints.
+func (s *Service) Info() micro.Info { return s.svc.Info() }
+
+// Stats is this replica's answer to $SRV.STATS: requests per endpoint.
+func (s *Service) Stats() micro.Stats { return s.svc.Stats() }
+
 // Stop unsubscribes the endpoints and waits for requests under way.
 func (s *Service) Stop() error {
 	err := s.svc.Stop()
