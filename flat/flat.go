@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"novanet/hostnet"
+	"novanet/linuxnet/link"
 	"novanet/rpc"
 )
 
@@ -20,7 +21,7 @@ var ErrNoBridge = errors.New("flat mode uses the operator's bridge; create it or
 // Links is what the driver reads: whether the bridge exists.
 // *hostnet.Links implements it.
 type Links interface {
-	Stat(ctx context.Context, name string) (hostnet.LinkState, error)
+	Stat(ctx context.Context, name string) (link.State, error)
 }
 
 // Driver implements hostnet.Driver for flat mode.

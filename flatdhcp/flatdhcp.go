@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"novanet/hostnet"
+	"novanet/ifname"
 	"novanet/linuxnet/dnsmasq"
 	"novanet/linuxnet/link"
 	"novanet/rpc"
@@ -18,8 +19,8 @@ import (
 // Links is the part of the link layer the driver uses; *hostnet.Links
 // implements it.
 type Links interface {
-	Stat(ctx context.Context, name string) (hostnet.LinkState, error)
-	EnsureBridge(ctx context.Context, c link.BridgeConfig) error
+	Stat(ctx context.Context, name string) (link.State, error)
+	EnsureBridge(ctx context.Context, c link.BridgeConfig) (link.State, error)
 	Enslave(ctx context.Context, bridge, iface string, o link.EnslaveOptions) error
 	Delete(ctx context.Context, name string) error
 }
@@ -41,7 +42,7 @@ func New(cfg hostnet.Config, links Links, dhcp hostnet.DHCP) (*Driver, error) {
 		return nil, fmt.Errorf("flatdhcp: %w: links and dhcp are required", hostnet.ErrInvalidConfig)
 	}
 	if cfg.FlatInterface != "" {
-		if err := link.ValidateName(cfg.FlatInterface); err != nil {
+		if err := ifname.Validate(cfg.FlatInterface); err != nil {
 			return nil, fmt.Errorf("flatdhcp: %w: flat interface: %w", hostnet.ErrInvalidConfig, err)
 		}
 	}

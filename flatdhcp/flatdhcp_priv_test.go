@@ -14,6 +14,7 @@ import (
 	"novanet/flatdhcp"
 	"novanet/hostnet"
 	"novanet/hostnet/hostnettest"
+	"novanet/linuxnet/link"
 	"novanet/linuxnet/nstest"
 	"novanet/rpc"
 )
@@ -39,7 +40,7 @@ func TestFlatDHCPInNamespace(t *testing.T) {
 		// file after dropping privileges.
 		DnsmasqUser: "root",
 	}
-	links, err := hostnet.NewLinks(host.Path)
+	links, err := link.Open(host.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

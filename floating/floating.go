@@ -24,14 +24,15 @@ import (
 )
 
 // Addrs is the part of the kernel the binder uses: addresses of one
-// interface in the host's namespace.
+// interface in the host's namespace. *link.Manager implements it.
 type Addrs interface {
-	// Add adds p to iface; an address already there is fine.
-	Add(ctx context.Context, iface string, p netip.Prefix) error
-	// Del removes p from iface; an address or interface already gone is fine.
-	Del(ctx context.Context, iface string, p netip.Prefix) error
-	// List returns the addresses iface carries.
-	List(ctx context.Context, iface string) ([]netip.Prefix, error)
+	// AddAddr adds p to iface; an address already there is fine.
+	AddAddr(ctx context.Context, iface string, p netip.Prefix) error
+	// DelAddr removes p from iface; an address or interface already gone
+	// is fine.
+	DelAddr(ctx context.Context, iface string, p netip.Prefix) error
+	// Addrs returns the addresses iface carries.
+	Addrs(ctx context.Context, iface string) ([]netip.Prefix, error)
 }
 
 // Announcer sends a gratuitous ARP for addr on iface.
@@ -136,7 +137,7 @@ func (b *Binder) Ensure(ctx context.Context, want map[string][]netip.Prefix) ([]
 	)
 	present := map[string]map[netip.Prefix]bool{}
 	for iface := range want {
-		ps, err := b.addrs.List(ctx, iface)
+		ps, err := b.addrs.Addrs(ctx, iface)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("public interface %s: %w", iface, err))
 			continue
@@ -150,7 +151,7 @@ func (b *Binder) Ensure(ctx context.Context, want map[string][]netip.Prefix) ([]
 		if present[w.Interface] == nil || present[w.Interface][w.Prefix] {
 			continue
 		}
-		if err := b.addrs.Add(ctx, w.Interface, w.Prefix); err != nil {
+		if err := b.addrs.AddAddr(ctx, w.Interface, w.Prefix); err != nil {
 			errs = append(errs, fmt.Errorf("bind floating %s on %s: %w", w.Prefix.Addr(), w.Interface, err))
 			continue
 		}
@@ -163,7 +164,7 @@ func (b *Binder) Ensure(ctx context.Context, want map[string][]netip.Prefix) ([]
 		if wantSet[h] {
 			continue
 		}
-		if err := b.addrs.Del(ctx, h.Interface, h.Prefix); err != nil {
+		if err := b.addrs.DelAddr(ctx, h.Interface, h.Prefix); err != nil {
 			errs = append(errs, fmt.Errorf("unbind floating %s from %s: %w", h.Prefix.Addr(), h.Interface, err))
 			kept = append(kept, h) // still ours; try again next time
 			continue

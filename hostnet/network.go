@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"novanet/ifname"
 	"novanet/linuxnet/dnsmasq"
-	"novanet/linuxnet/link"
 	"novanet/rpc"
 )
 
@@ -71,11 +71,11 @@ func ParseNetwork(n rpc.HostNetwork) (Network, error) {
 	if n.ID <= 0 {
 		return bad("id %d: want a positive id", n.ID)
 	}
-	if err := link.ValidateName(n.Bridge); err != nil {
+	if err := ifname.Validate(n.Bridge); err != nil {
 		return bad("bridge: %v", err)
 	}
 	if n.BridgeInterface != "" {
-		if err := link.ValidateName(n.BridgeInterface); err != nil {
+		if err := ifname.Validate(n.BridgeInterface); err != nil {
 			return bad("bridge interface: %v", err)
 		}
 	}
@@ -265,7 +265,7 @@ func ParseFloatingIP(f rpc.HostFloatingIP, def string) (floating, fixed netip.Ad
 	if iface == "" {
 		return bad("no interface and no public interface configured")
 	}
-	if err := link.ValidateName(iface); err != nil {
+	if err := ifname.Validate(iface); err != nil {
 		return bad("interface: %v", err)
 	}
 	return floating, fixed, iface, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"novanet/ifname"
 	"novanet/linuxnet/dnsmasq"
 	"novanet/linuxnet/link"
 )
@@ -22,13 +23,13 @@ var ErrPortInUse = errors.New("interface is a port of another bridge")
 
 // LinkStater reads a link.
 type LinkStater interface {
-	Stat(ctx context.Context, name string) (LinkState, error)
+	Stat(ctx context.Context, name string) (link.State, error)
 }
 
 // BridgeMaker is what EnsureBridge needs.
 type BridgeMaker interface {
 	LinkStater
-	EnsureBridge(ctx context.Context, c link.BridgeConfig) error
+	EnsureBridge(ctx context.Context, c link.BridgeConfig) (link.State, error)
 }
 
 // EnsureBridge makes the bridge c.Name exist, up, with c.MTU (when set)
@@ -41,7 +42,7 @@ func EnsureBridge(ctx context.Context, l BridgeMaker, c link.BridgeConfig) ([]st
 	if before.Exists && before.Kind != "bridge" {
 		return nil, fmt.Errorf("bridge %s: %w: is a %s", c.Name, link.ErrMismatch, before.Kind)
 	}
-	if err := l.EnsureBridge(ctx, c); err != nil {
+	if _, err := l.EnsureBridge(ctx, c); err != nil {
 		return nil, err
 	}
 	var changes []string
@@ -190,7 +191,7 @@ func TeardownBridged(ctx context.Context, l Deleter, d DHCP, driver string, rec 
 		if n == "" {
 			continue
 		}
-		if err := link.ValidateName(n); err != nil {
+		if err := ifname.Validate(n); err != nil {
 			return bad("%v", err)
 		}
 	}
@@ -234,5 +235,6 @@ func SettleBridgeMTU(ctx context.Context, l BridgeMaker, c link.BridgeConfig) er
 	if st.MTU == c.MTU {
 		return nil
 	}
-	return l.EnsureBridge(ctx, c)
+	_, err = l.EnsureBridge(ctx, c)
+	return err
 }

@@ -2,6 +2,8 @@ package ifname
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -19,6 +21,26 @@ func TestValidate(t *testing.T) {
 		}
 		if err != nil && !errors.Is(err, ErrInvalid) {
 			t.Errorf("Validate(%q) = %v, not ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestValidatesTheValue(t *testing.T) {
+	good := []string{"br100", "eth0", "vlan4094", "vxlan16777215", "a", "novanet-br-123", strings.Repeat("x", 15)}
+	for _, n := range good {
+		if err := Validate(n); err != nil {
+			t.Errorf("Validate(%q) = %v, want nil", n, err)
+		}
+	}
+	bad := []string{"", ".", "..", strings.Repeat("x", 16), "a/b", "eth0:1", "br 0", "br\t0", "br\n", "br\x00", "brü"}
+	for _, n := range bad {
+		err := Validate(n)
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("Validate(%q) = %v, want ErrInvalid", n, err)
+			continue
+		}
+		if n != "" && !strings.Contains(err.Error(), fmt.Sprintf("%q", n)) {
+			t.Errorf("Validate(%q) error %q does not name the value", n, err)
 		}
 	}
 }

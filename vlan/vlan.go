@@ -11,6 +11,7 @@ import (
 	"fmt"
 
 	"novanet/hostnet"
+	"novanet/ifname"
 	"novanet/linuxnet/dnsmasq"
 	"novanet/linuxnet/link"
 	"novanet/rpc"
@@ -25,8 +26,8 @@ const (
 // Links is the part of the link layer the driver uses; *hostnet.Links
 // implements it.
 type Links interface {
-	Stat(ctx context.Context, name string) (hostnet.LinkState, error)
-	EnsureBridge(ctx context.Context, c link.BridgeConfig) error
+	Stat(ctx context.Context, name string) (link.State, error)
+	EnsureBridge(ctx context.Context, c link.BridgeConfig) (link.State, error)
 	Enslave(ctx context.Context, bridge, iface string, o link.EnslaveOptions) error
 	EnsureVLAN(ctx context.Context, parent string, id uint16, mtu int) (string, error)
 	EnsureVXLAN(ctx context.Context, c link.VXLANConfig) (string, error)
@@ -60,7 +61,7 @@ func New(cfg hostnet.Config, links Links, dhcp hostnet.DHCP) (*Driver, error) {
 		return nil, fmt.Errorf("vlan: %w: segment %q: want vlan or vxlan", hostnet.ErrInvalidConfig, cfg.VLANSegment)
 	}
 	if cfg.VLANInterface != "" {
-		if err := link.ValidateName(cfg.VLANInterface); err != nil {
+		if err := ifname.Validate(cfg.VLANInterface); err != nil {
 			return nil, fmt.Errorf("vlan: %w: vlan interface: %w", hostnet.ErrInvalidConfig, err)
 		}
 	}

@@ -29,7 +29,7 @@ const ipForward = "/proc/sys/net/ipv4/ip_forward"
 type realHost struct {
 	ns     *nstest.NS
 	cfg    hostnet.Config
-	links  *hostnet.Links
+	links  *link.Manager
 	driver *vlan.Driver
 }
 
@@ -43,7 +43,7 @@ func newRealHost(t *testing.T, segment string) *realHost {
 		DHCPDir: dir, DHCPLeaseTime: time.Hour, DHCPDomain: "novalocal",
 		DnsmasqUser: "root", // the test directory is private to root
 	}
-	links, err := hostnet.NewLinks(ns.Path)
+	links, err := link.Open(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

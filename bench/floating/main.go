@@ -28,7 +28,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -45,13 +44,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 
 	"novanet/client"
 	"novanet/internal/pgtest"
 	"novanet/linuxnet/iptables"
+	"novanet/linuxnet/link"
 	"novanet/manager"
 	"novanet/natsembed"
 	"novanet/rpc"
@@ -211,20 +209,11 @@ func run(ctx context.Context, c *cleanups, samples, count int) error {
 			return err
 		}
 	}
-	nsh, err := netns.GetFromPath(nsPath)
-	if err != nil {
-		return err
-	}
-	c.add(func() { nsh.Close() })
-	nl, err := netlink.NewHandleAt(nsh)
+	nl, err := link.Open(nsPath)
 	if err != nil {
 		return err
 	}
 	c.add(nl.Close)
-	pub, err := nl.LinkByName(pubIface)
-	if err != nil {
-		return err
-	}
 
 	// The agent.
 	ag := &agent{bin: agentBin, dir: dir, log: filepath.Join(dir, "agent.log")}
@@ -309,7 +298,7 @@ func run(ctx context.Context, c *cleanups, samples, count int) error {
 	}
 	start := time.Now()
 	for _, a := range addrs {
-		if err := nl.AddrAdd(pub, addr32(a)); err != nil {
+		if err := nl.AddAddr(ctx, pubIface, netip.PrefixFrom(a, 32)); err != nil {
 			return fmt.Errorf("bind %s: %w", a, err)
 		}
 	}
@@ -324,7 +313,7 @@ func run(ctx context.Context, c *cleanups, samples, count int) error {
 		return ag.withLog(fmt.Errorf("converge %s: %w", host, err))
 	}
 	initial := time.Since(start)
-	if n, err := countHostAddrs(nl, pub); err != nil || n != count {
+	if n, err := countHostAddrs(ctx, nl); err != nil || n != count {
 		return fmt.Errorf("%d /32 on %s after the convergence (%v), want %d", n, pubIface, err, count)
 	}
 	start = time.Now()
@@ -352,10 +341,10 @@ func run(ctx context.Context, c *cleanups, samples, count int) error {
 	}
 
 	// Timed.
-	updates := make(chan netlink.AddrUpdate, 4096)
-	done := make(chan struct{})
-	c.add(func() { close(done) })
-	if err := netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{Namespace: &nsh}); err != nil {
+	wctx, stopWatch := context.WithCancel(ctx)
+	c.add(stopWatch)
+	updates, err := nl.WatchAddrs(wctx, pubIface, 4096)
+	if err != nil {
 		return err
 	}
 	var e2e, rpcTook, agentDone, floor []time.Duration
@@ -378,7 +367,7 @@ func run(ctx context.Context, c *cleanups, samples, count int) error {
 			return err
 		}
 		rpcTook = append(rpcTook, time.Since(t0))
-		if err := waitBound(updates, pub.Attrs().Index, fa, 60*time.Second); err != nil {
+		if err := waitBound(updates, fa, 60*time.Second); err != nil {
 			return ag.withLog(err)
 		}
 		e2e = append(e2e, time.Since(t0))
@@ -405,7 +394,7 @@ func run(ctx context.Context, c *cleanups, samples, count int) error {
 			fmt.Printf("  %2d %s: reply %s bound %s agent done %s | floor %s\n", i, fip.Address, ms(rpcTook[i]), ms(e2e[i]), ms(agentDone[i]), ms(floor[i]))
 		}
 	}
-	if n, err := countHostAddrs(nl, pub); err != nil || n != count+samples {
+	if n, err := countHostAddrs(ctx, nl); err != nil || n != count+samples {
 		return fmt.Errorf("%d /32 on %s at the end (%v), want %d", n, pubIface, err, count+samples)
 	}
 
@@ -433,18 +422,14 @@ func stats(ds []time.Duration) summary {
 	return summary{p50: s[len(s)/2], p99: s[len(s)*99/100], mean: sum / time.Duration(len(s))}
 }
 
-func addr32(a netip.Addr) *netlink.Addr {
-	return &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}}
-}
-
-func countHostAddrs(nl *netlink.Handle, l netlink.Link) (int, error) {
-	as, err := nl.AddrList(l, netlink.FAMILY_V4)
+func countHostAddrs(ctx context.Context, nl *link.Manager) (int, error) {
+	as, err := nl.Addrs(ctx, pubIface)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, a := range as {
-		if ones, _ := a.Mask.Size(); ones == 32 {
+		if a.Addr().Is4() && a.Bits() == 32 {
 			n++
 		}
 	}
@@ -452,14 +437,13 @@ func countHostAddrs(nl *netlink.Handle, l netlink.Link) (int, error) {
 }
 
 // waitBound waits for the kernel's notice that a is on link index.
-func waitBound(updates <-chan netlink.AddrUpdate, index int, a netip.Addr, timeout time.Duration) error {
+func waitBound(updates <-chan link.AddrEvent, a netip.Addr, timeout time.Duration) error {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
 		select {
 		case u := <-updates:
-			got, _ := netip.AddrFromSlice(u.LinkAddress.IP)
-			if u.NewAddr && u.LinkIndex == index && got.Unmap() == a {
+			if u.Added && u.Prefix.Addr() == a {
 				return nil
 			}
 		case <-t.C:

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"novanet/hostnet"
+	"novanet/ifname"
 	"novanet/linuxnet/dnsmasq"
 	"novanet/linuxnet/link"
 )
@@ -81,23 +82,27 @@ func (l *Links) Get(name string) (Link, bool) {
 }
 
 // Stat implements hostnet's LinkStater.
-func (l *Links) Stat(ctx context.Context, name string) (hostnet.LinkState, error) {
-	if err := link.ValidateName(name); err != nil {
-		return hostnet.LinkState{}, err
+func (l *Links) Stat(ctx context.Context, name string) (link.State, error) {
+	if err := ifname.Validate(name); err != nil {
+		return link.State{}, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lk, ok := l.links[name]
 	if !ok {
-		return hostnet.LinkState{}, nil
+		return link.State{}, nil
 	}
-	return hostnet.LinkState{Exists: true, Kind: lk.Kind, Up: lk.Up, MTU: lk.MTU, Master: lk.Master, Addrs: slices.Clone(lk.Addrs)}, nil
+	return l.state(lk), nil
+}
+
+func (l *Links) state(lk *Link) link.State {
+	return link.State{Exists: true, Kind: lk.Kind, Up: lk.Up, MTU: lk.MTU, Master: lk.Master, Addrs: slices.Clone(lk.Addrs)}
 }
 
 // EnsureBridge follows link.Manager.EnsureBridge.
-func (l *Links) EnsureBridge(ctx context.Context, c link.BridgeConfig) error {
-	if err := link.ValidateName(c.Name); err != nil {
-		return err
+func (l *Links) EnsureBridge(ctx context.Context, c link.BridgeConfig) (link.State, error) {
+	if err := ifname.Validate(c.Name); err != nil {
+		return link.State{}, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -111,7 +116,7 @@ func (l *Links) EnsureBridge(ctx context.Context, c link.BridgeConfig) error {
 		l.links[c.Name] = br
 	}
 	if br.Kind != "bridge" {
-		return fmt.Errorf("bridge %s: %w: is a %s", c.Name, link.ErrMismatch, br.Kind)
+		return link.State{}, fmt.Errorf("bridge %s: %w: is a %s", c.Name, link.ErrMismatch, br.Kind)
 	}
 	if c.MTU != 0 && br.MTU != c.MTU {
 		br.MTU, br.MTUSet = c.MTU, true
@@ -120,7 +125,7 @@ func (l *Links) EnsureBridge(ctx context.Context, c link.BridgeConfig) error {
 	if c.Addr.IsValid() {
 		addAddr(br, c.Addr)
 	}
-	return nil
+	return l.state(br), nil
 }
 
 func addAddr(lk *Link, p netip.Prefix) {
@@ -230,7 +235,7 @@ func (l *Links) segment(kind, name, parent string, id uint32, group netip.Addr, 
 // Delete follows link.Manager.Delete: ports of a deleted bridge are
 // released, links on a deleted parent go with it.
 func (l *Links) Delete(ctx context.Context, name string) error {
-	if err := link.ValidateName(name); err != nil {
+	if err := ifname.Validate(name); err != nil {
 		return err
 	}
 	l.mu.Lock()

@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"novanet/linuxnet/link"
+	"novanet/ifname"
 )
 
 // ErrInvalidConfig is returned (wrapped) for a config, host or option that
@@ -94,7 +94,7 @@ func (c Config) Validate() error {
 	if !nameRe.MatchString(c.Name) {
 		return bad("name: want 1-32 of [A-Za-z0-9_-]")
 	}
-	if err := link.ValidateName(c.Interface); err != nil {
+	if err := ifname.Validate(c.Interface); err != nil {
 		return bad("interface: %v", err)
 	}
 	if !c.Gateway.IsValid() || !c.Gateway.Addr().Is4() || c.Gateway.Bits() > 30 {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"novanet/linuxnet/link"
+	"novanet/ifname"
 )
 
 // EventAction is the lease action dnsmasq reports to --dhcp-script.
@@ -80,7 +80,7 @@ func ParseEvent(args []string, getenv func(string) string) (Event, error) {
 		return ev, nil
 	}
 	if v := getenv("DNSMASQ_INTERFACE"); v != "" {
-		if err := link.ValidateName(v); err != nil {
+		if err := ifname.Validate(v); err != nil {
 			return Event{}, fmt.Errorf("%w: DNSMASQ_INTERFACE: %w", ErrBadEvent, err)
 		}
 		ev.Interface = v

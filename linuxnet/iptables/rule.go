@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"novanet/linuxnet/link"
+	"novanet/ifname"
 )
 
 // Family is an IP family: IPv4 (iptables) or IPv6 (ip6tables).
@@ -151,7 +151,7 @@ func (r Rule) render(fam Family, table Table, wrap func(string) string, hasChain
 		if p.v == "" {
 			continue
 		}
-		if err := link.ValidateName(p.v); err != nil {
+		if err := ifname.Validate(p.v); err != nil {
 			return bad("%s: %v", p.flag, err)
 		}
 		a = append(a, p.flag, p.v)

@@ -4,9 +4,13 @@
 // interface's IPv4 addresses and routes onto the bridge as nova-network's
 // LinuxBridgeInterfaceDriver.ensure_bridge did.
 //
-// Every call goes through the *netlink.Handle given to New (so one process
-// can manage many namespaces), is idempotent, tolerates "exists" and
-// "not found", re-reads what it created, and names the device in errors.
+// It is the only package that speaks netlink for the host: links (bridges,
+// VLAN and VXLAN segments, ports), their state (Stat), addresses and the
+// routes moved with them. Every call goes through the one *netlink.Handle
+// of a Manager (Open makes one per namespace, so one process can manage
+// many namespaces), is idempotent, tolerates "exists" and "not found",
+// re-reads what it created, and names the device in errors. Interface names
+// are checked with package ifname before any kernel call.
 package link
 
 import (
@@ -19,6 +23,9 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"novanet/ifname"
 )
 
 var (
@@ -32,13 +39,47 @@ var (
 	ErrNotFound = errors.New("link not found")
 )
 
-// Manager creates and removes links through one netlink handle.
+// Manager creates, reads and removes links and addresses through one
+// netlink handle.
 type Manager struct {
-	h *netlink.Handle
+	h     *netlink.Handle
+	owned bool   // made by Open; Close releases it
+	netns string // Open's namespace path, for WatchAddrs
 }
 
-// New returns a Manager working through h (see netlink.NewHandleAt).
+// New returns a Manager working through h (see netlink.NewHandleAt); the
+// caller keeps h and closes it.
 func New(h *netlink.Handle) *Manager { return &Manager{h: h} }
+
+// Open returns a Manager with its own netlink handle in the network
+// namespace at netnsPath (empty: the caller's). Close it when done.
+func Open(netnsPath string) (*Manager, error) {
+	if netnsPath == "" {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return nil, fmt.Errorf("netlink handle: %w", err)
+		}
+		return &Manager{h: h, owned: true}, nil
+	}
+	ns, err := netns.GetFromPath(netnsPath)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: open: %w", netnsPath, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: netlink handle: %w", netnsPath, err)
+	}
+	return &Manager{h: h, owned: true, netns: netnsPath}, nil
+}
+
+// Close releases the handle made by Open (a handle given to New is the
+// caller's).
+func (m *Manager) Close() {
+	if m.owned {
+		m.h.Close()
+	}
+}
 
 // BridgeConfig describes a bridge.
 type BridgeConfig struct {
@@ -52,12 +93,12 @@ type BridgeConfig struct {
 
 // EnsureBridge makes sure the bridge exists, is up, has the MTU and carries
 // Addr. It returns the bridge as re-read from the kernel.
-func (m *Manager) EnsureBridge(ctx context.Context, cfg BridgeConfig) (*netlink.Bridge, error) {
-	if err := ValidateName(cfg.Name); err != nil {
-		return nil, err
+func (m *Manager) EnsureBridge(ctx context.Context, cfg BridgeConfig) (State, error) {
+	if err := ifname.Validate(cfg.Name); err != nil {
+		return State{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return State{}, err
 	}
 	br, err := m.bridge(cfg.Name)
 	if errors.Is(err, ErrNotFound) {
@@ -66,27 +107,27 @@ func (m *Manager) EnsureBridge(ctx context.Context, cfg BridgeConfig) (*netlink.
 		la.MTU = cfg.MTU
 		la.TxQLen = -1
 		if err := m.h.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil && !errors.Is(err, syscall.EEXIST) {
-			return nil, fmt.Errorf("bridge %s: add: %w", cfg.Name, err)
+			return State{}, fmt.Errorf("bridge %s: add: %w", cfg.Name, err)
 		}
 		br, err = m.bridge(cfg.Name)
 	}
 	if err != nil {
-		return nil, err
+		return State{}, err
 	}
 	if cfg.MTU != 0 && br.MTU != cfg.MTU {
 		if err := m.h.LinkSetMTU(br, cfg.MTU); err != nil {
-			return nil, fmt.Errorf("bridge %s: set mtu %d: %w", cfg.Name, cfg.MTU, err)
+			return State{}, fmt.Errorf("bridge %s: set mtu %d: %w", cfg.Name, cfg.MTU, err)
 		}
 	}
 	if err := m.h.LinkSetUp(br); err != nil {
-		return nil, fmt.Errorf("bridge %s: set up: %w", cfg.Name, err)
+		return State{}, fmt.Errorf("bridge %s: set up: %w", cfg.Name, err)
 	}
 	if cfg.Addr.IsValid() {
 		if err := m.EnsureAddr(ctx, cfg.Name, cfg.Addr); err != nil {
-			return nil, err
+			return State{}, err
 		}
 	}
-	return m.bridge(cfg.Name)
+	return m.Stat(ctx, cfg.Name)
 }
 
 func (m *Manager) bridge(name string) (*netlink.Bridge, error) {
@@ -116,7 +157,7 @@ func (m *Manager) byName(name string) (netlink.Link, error) {
 // EnsureAddr makes sure dev carries the address p (address and prefix
 // length). For IPv4 the broadcast address is set as nova-network did.
 func (m *Manager) EnsureAddr(ctx context.Context, dev string, p netip.Prefix) error {
-	if err := ValidateName(dev); err != nil {
+	if err := ifname.Validate(dev); err != nil {
 		return err
 	}
 	if !p.IsValid() {
@@ -175,10 +216,10 @@ type EnslaveOptions struct {
 // addresses and gateway routes of iface move to the bridge. Calling it again
 // is a no-op.
 func (m *Manager) Enslave(ctx context.Context, bridge, iface string, opts EnslaveOptions) error {
-	if err := ValidateName(bridge); err != nil {
+	if err := ifname.Validate(bridge); err != nil {
 		return err
 	}
-	if err := ValidateName(iface); err != nil {
+	if err := ifname.Validate(iface); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -365,7 +406,7 @@ func (m *Manager) EnsureVXLAN(ctx context.Context, cfg VXLANConfig) (string, err
 // ensureSegment is the shared shape of EnsureVLAN and EnsureVXLAN.
 func (m *Manager) ensureSegment(ctx context.Context, kind, name, parent string, mtu int,
 	mk func(parent netlink.Link) netlink.Link, check func(l, parent netlink.Link) error) error {
-	if err := ValidateName(parent); err != nil {
+	if err := ifname.Validate(parent); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -407,7 +448,7 @@ func (m *Manager) ensureSegment(ctx context.Context, kind, name, parent string, 
 
 // Delete removes the link name. A missing link is not an error.
 func (m *Manager) Delete(ctx context.Context, name string) error {
-	if err := ValidateName(name); err != nil {
+	if err := ifname.Validate(name); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -431,23 +472,6 @@ func family(a netip.Addr) int {
 		return netlink.FAMILY_V4
 	}
 	return netlink.FAMILY_V6
-}
-
-func prefixToIPNet(p netip.Prefix) *net.IPNet {
-	a := p.Addr()
-	return &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(p.Bits(), a.BitLen())}
-}
-
-func ipNetToPrefix(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones), true
 }
 
 func broadcast(p netip.Prefix) net.IP {

@@ -3,31 +3,11 @@ package link
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
-	"strings"
 	"testing"
-)
 
-func TestValidateName(t *testing.T) {
-	good := []string{"br100", "eth0", "vlan4094", "vxlan16777215", "a", "novanet-br-123", strings.Repeat("x", 15)}
-	for _, n := range good {
-		if err := ValidateName(n); err != nil {
-			t.Errorf("ValidateName(%q) = %v, want nil", n, err)
-		}
-	}
-	bad := []string{"", ".", "..", strings.Repeat("x", 16), "a/b", "eth0:1", "br 0", "br\t0", "br\n", "br\x00", "brü"}
-	for _, n := range bad {
-		err := ValidateName(n)
-		if !errors.Is(err, ErrInvalidName) {
-			t.Errorf("ValidateName(%q) = %v, want ErrInvalidName", n, err)
-			continue
-		}
-		if n != "" && !strings.Contains(err.Error(), fmt.Sprintf("%q", n)) {
-			t.Errorf("ValidateName(%q) error %q does not name the value", n, err)
-		}
-	}
-}
+	"novanet/ifname"
+)
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
@@ -46,8 +26,8 @@ func TestInvalidNameBeforeKernel(t *testing.T) {
 		"Delete":        m.Delete(ctx, "a/b"),
 	}
 	for name, err := range calls {
-		if !errors.Is(err, ErrInvalidName) {
-			t.Errorf("%s: err = %v, want ErrInvalidName", name, err)
+		if !errors.Is(err, ifname.ErrInvalid) {
+			t.Errorf("%s: err = %v, want ifname.ErrInvalid", name, err)
 		}
 	}
 }
@@ -56,7 +36,7 @@ func TestSegmentNames(t *testing.T) {
 	if got := VLANName(100); got != "vlan100" {
 		t.Errorf("VLANName(100) = %q", got)
 	}
-	if got := VXLANName(1<<24 - 1); got != "vxlan16777215" || ValidateName(got) != nil {
+	if got := VXLANName(1<<24 - 1); got != "vxlan16777215" || ifname.Validate(got) != nil {
 		t.Errorf("VXLANName(max) = %q", got)
 	}
 }
