@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"go.uber.org/zap"
 
 	"novanet/rpc"
@@ -219,13 +221,123 @@ func (m *Manager) handleListHosts(ctx context.Context, data []byte) (any, error)
 	return rpc.HostsReply{Hosts: hs}, err
 }
 
-func (m *Manager) handleGetHostState(ctx context.Context, data []byte) (any, error) {
+// hostHandlerFunc serves a host-facing method for the host named in the
+// subject.
+type hostHandlerFunc func(ctx context.Context, host string, data []byte) (any, error)
+
+func (m *Manager) hostHandlers() map[string]hostHandlerFunc {
+	return map[string]hostHandlerFunc{
+		rpc.MethodRegisterHost: m.handleRegisterHost,
+		rpc.MethodGetHostState: m.handleGetHostState,
+		rpc.MethodLeaseFixedIP: func(ctx context.Context, host string, data []byte) (any, error) {
+			return m.handleHostAddress(ctx, host, data, m.LeaseFixedIP)
+		},
+		rpc.MethodReleaseFixedIP: func(ctx context.Context, host string, data []byte) (any, error) {
+			return m.handleHostAddress(ctx, host, data, m.ReleaseFixedIP)
+		},
+	}
+}
+
+// addHostEndpoints serves the host-facing methods on
+// novanet.manager.host.*.<method>: NATS permissions let an agent publish
+// only under its own host, so the subject, not the body, says who speaks.
+func (m *Manager) addHostEndpoints(ctx context.Context, nc *nats.Conn, g micro.Group) error {
+	hs := m.hostHandlers()
+	for _, name := range rpc.HostManagerMethods {
+		h, ok := hs[name]
+		if !ok {
+			return fmt.Errorf("no handler for host method %s", name)
+		}
+		if err := g.AddEndpoint("host_"+name, m.dispatchHost(ctx, nc, name, h),
+			micro.WithEndpointSubject(rpc.HostMethod("*", name))); err != nil {
+			return fmt.Errorf("add endpoint host.*.%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// dispatchHost hands a host-facing request to dispatch with the host
+// taken from its subject.
+func (m *Manager) dispatchHost(ctx context.Context, nc *nats.Conn, method string, h hostHandlerFunc) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		// Read now: the request must not be used once Handle returns.
+		subject := req.Subject()
+		host := rpc.HostFromManagerSubject(subject)
+		m.dispatch(ctx, nc, method, func(ctx context.Context, data []byte) (any, error) {
+			if err := rpc.ValidateHostName(host); err != nil {
+				return nil, &rpc.Error{Code: rpc.CodeInvalidArgument, Message: "subject " + truncate(subject) + ": " + err.Error()}
+			}
+			return h(ctx, host, data)
+		}).Handle(req)
+	})
+}
+
+// sameHost checks that a body's host, when it names one, is the subject's.
+func sameHost(subject, body string) error {
+	if body != "" && body != subject {
+		return badArg("host", "host %q in the request is not %q, the host of its subject", truncate(body), subject)
+	}
+	return nil
+}
+
+func (m *Manager) handleRegisterHost(ctx context.Context, host string, data []byte) (any, error) {
+	var req rpc.RegisterHostRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	if err := sameHost(host, req.Host); err != nil {
+		return nil, err
+	}
+	req.Host = host
+	return m.RegisterHost(ctx, req)
+}
+
+func (m *Manager) handleGetHostState(ctx context.Context, host string, data []byte) (any, error) {
 	var req rpc.HostStateRequest
 	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	if err := sameHost(host, req.Host); err != nil {
 		return nil, err
 	}
 	if req.NetworkID < 0 {
 		return nil, badArg("network_id", "network_id %d is negative", req.NetworkID)
 	}
+	req.Host = host
 	return m.HostState(ctx, req)
+}
+
+// handleHostAddress serves lease_fixed_ip and release_fixed_ip from an
+// agent: the address must not belong to what another host serves (the
+// network's host, or for a multi-host network the address's own host), so
+// that an agent cannot lease or free another host's addresses.
+func (m *Manager) handleHostAddress(ctx context.Context, host string, data []byte,
+	f func(context.Context, rpc.AddressRequest) (rpc.FixedIP, error)) (any, error) {
+	var req rpc.AddressRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	if err := sameHost(host, req.Host); err != nil {
+		return nil, err
+	}
+	req.Host = host
+	addr, err := parseFixedAddr("address", req.Address)
+	if err != nil {
+		return nil, err
+	}
+	var other *string
+	err = m.pool.QueryRow(ctx, `
+		SELECT CASE WHEN n.multi_host THEN f.host ELSE n.host END
+		FROM fixed_ips f JOIN networks n ON n.id = f.network_id WHERE f.address = $1`, addr).Scan(&other)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, rpc.Errorf(rpc.CodeNotFound, "fixed address %s not found", addr)
+	case err != nil:
+		return nil, err
+	case other != nil && *other != host:
+		m.log.Warn("lease event for another host's address refused", zap.String("host", host),
+			zap.Stringer("address", addr), zap.String("served_by", *other))
+		return nil, badArg("address", "fixed address %s is served by host %s, not %s", addr, *other, host)
+	}
+	return f(ctx, req)
 }
