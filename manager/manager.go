@@ -167,9 +167,7 @@ func (m *Manager) handlers() map[string]handlerFunc {
 		rpc.MethodReserveFixedIP:            m.handleReserveFixedIP,
 		rpc.MethodUnreserveFixedIP:          m.handleUnreserveFixedIP,
 
-		rpc.MethodRegisterHost: decoding(m.RegisterHost),
-		rpc.MethodListHosts:    m.handleListHosts,
-		rpc.MethodGetHostState: m.handleGetHostState,
+		rpc.MethodListHosts: m.handleListHosts,
 
 		rpc.MethodCreateFloatingIPs:            decoding(m.CreateFloatingIPs),
 		rpc.MethodDeleteFloatingIPs:            m.handleDeleteFloatingIPs,
@@ -215,6 +213,10 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("add endpoint %s: %w", name, err)
 		}
+	}
+	if err := m.addHostEndpoints(ctx, nc, g); err != nil {
+		_ = svc.Stop()
+		return nil, err
 	}
 	// Flush: when Serve returns, the server has our subscriptions, so a
 	// request sent right after on another connection finds a responder.

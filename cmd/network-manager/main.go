@@ -228,6 +228,7 @@ func openPool(ctx context.Context, o options) (*pgxpool.Pool, error) {
 	if o.dbMaxConns > 0 {
 		cfg.MaxConns = int32(o.dbMaxConns)
 	}
+	manager.TunePool(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
