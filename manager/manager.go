@@ -182,9 +182,7 @@ func (m *Manager) handlers() map[string]handlerFunc {
 		rpc.MethodReserveFixedIP:            m.handleReserveFixedIP,
 		rpc.MethodUnreserveFixedIP:          m.handleUnreserveFixedIP,
 
-		rpc.MethodRegisterHost: decoding(m.RegisterHost),
-		rpc.MethodListHosts:    m.handleListHosts,
-		rpc.MethodGetHostState: m.handleGetHostState,
+		rpc.MethodListHosts: m.handleListHosts,
 
 		rpc.MethodCreateFloatingIPs:            decoding(m.CreateFloatingIPs),
 		rpc.MethodDeleteFloatingIPs:            m.handleDeleteFloatingIPs,
@@ -237,6 +235,10 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 			return nil, fmt.Errorf("add endpoint %s: %w", name, err)
 		}
 	}
+	if err := m.addHostEndpoints(ctx, nc, g); err != nil {
+		_ = svc.Stop()
+		return nil, err
+	}
 	// Flush: when Serve returns, the server has our subscriptions, so a
 	// request sent right after on another connection finds a responder.
 	if err := nc.FlushTimeout(10 * time.Second); err != nil {
@@ -245,6 +247,12 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 	}
 	return &Service{svc: svc, m: m}, nil
 }
+
+// Info is this replica's answer to $SRV.INFO: its id and endpoints.
+func (s *Service) Info() micro.Info { return s.svc.Info() }
+
+// Stats is this replica's answer to $SRV.STATS: requests per endpoint.
+func (s *Service) Stats() micro.Stats { return s.svc.Stats() }
 
 // Stop unsubscribes the endpoints and waits for requests under way.
 func (s *Service) Stop() error {
