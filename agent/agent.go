@@ -327,15 +327,21 @@ func (a *Agent) logReport(what string, network int64, rep Report, err error) {
 }
 
 // Run registers the host, serves the manager's requests on nc, converges
-// the host, then heartbeats and converges periodically until ctx ends. The
-// first registration and convergence are retried until they succeed: a
-// manager that is not up yet is waited for.
+// the host, then heartbeats and converges periodically, and after every
+// NATS reconnection, until ctx ends. The first registration and
+// convergence are retried until they succeed: a manager that is not up yet
+// is waited for.
 func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	svc, err := a.Serve(ctx, nc)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = svc.Stop() }()
+
+	// Notices sent while the connection was down (a NATS node failing
+	// over, say) found no one: converge in full once it is back.
+	reconnected := nc.StatusChanged(nats.CONNECTED)
+	defer nc.RemoveStatusListener(reconnected)
 
 	heartbeat := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer heartbeat.Stop()
@@ -375,6 +381,11 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 		case <-converge.C:
 			if registered {
 				tryConverge("periodic")
+			}
+		case <-reconnected:
+			tryRegister()
+			if registered {
+				tryConverge("reconnect")
 			}
 		}
 	}

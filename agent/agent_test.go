@@ -288,9 +288,9 @@ func TestEventsReachTheManager(t *testing.T) {
 		}
 	}
 	want := []string{
-		"lease_fixed_ip 10.0.0.2 fa:16:3e:00:00:01 hv1",
-		"lease_fixed_ip 10.0.0.2 fa:16:3e:00:00:01 hv1",
-		"release_fixed_ip 10.0.0.2 fa:16:3e:00:00:01 hv1",
+		"host.hv1.lease_fixed_ip 10.0.0.2 fa:16:3e:00:00:01 hv1",
+		"host.hv1.lease_fixed_ip 10.0.0.2 fa:16:3e:00:00:01 hv1",
+		"host.hv1.release_fixed_ip 10.0.0.2 fa:16:3e:00:00:01 hv1",
 	}
 	if !slices.Equal(mgr.calls, want) {
 		t.Errorf("manager calls %q, want %q", mgr.calls, want)

@@ -161,14 +161,26 @@ func (c *Client) addressCall(ctx context.Context, method string, req rpc.Address
 	return r, err
 }
 
-// LeaseFixedIP reports a DHCP lease of an address.
+// LeaseFixedIP reports a DHCP lease of an address: with req.Host set, as
+// that host's agent (on its subject), else as an operator.
 func (c *Client) LeaseFixedIP(ctx context.Context, req rpc.AddressRequest) (rpc.FixedIP, error) {
-	return c.addressCall(ctx, rpc.MethodLeaseFixedIP, req)
+	return c.hostAddressCall(ctx, rpc.MethodLeaseFixedIP, req)
 }
 
-// ReleaseFixedIP reports a DHCP release of an address.
+// ReleaseFixedIP reports a DHCP release of an address, as LeaseFixedIP.
 func (c *Client) ReleaseFixedIP(ctx context.Context, req rpc.AddressRequest) (rpc.FixedIP, error) {
-	return c.addressCall(ctx, rpc.MethodReleaseFixedIP, req)
+	return c.hostAddressCall(ctx, rpc.MethodReleaseFixedIP, req)
+}
+
+// hostAddressCall sends an address method on req.Host's subject, or on
+// the plain one without a host.
+func (c *Client) hostAddressCall(ctx context.Context, method string, req rpc.AddressRequest) (rpc.FixedIP, error) {
+	if req.Host == "" {
+		return c.addressCall(ctx, method, req)
+	}
+	var r rpc.FixedIP
+	err := c.CallForHost(ctx, req.Host, method, req, &r)
+	return r, err
 }
 
 // FixedIP looks up one fixed address.
@@ -201,10 +213,20 @@ func (c *Client) ListFixedIPs(ctx context.Context, req rpc.ListFixedIPsRequest) 
 }
 
 // RegisterHost announces an agent; agents repeat it as their heartbeat.
+// It is sent on the host's own subject, novanet.manager.host.<host>.register_host.
 func (c *Client) RegisterHost(ctx context.Context, req rpc.RegisterHostRequest) (rpc.HostInfo, error) {
 	var h rpc.HostInfo
-	err := c.Call(ctx, rpc.MethodRegisterHost, req, &h)
+	err := c.CallForHost(ctx, req.Host, rpc.MethodRegisterHost, req, &h)
 	return h, err
+}
+
+// CallForHost calls a host-facing manager method (rpc.HostManagerMethods)
+// on the subject of host: novanet.manager.host.<host>.<method>.
+func (c *Client) CallForHost(ctx context.Context, host, method string, req, reply any) error {
+	if err := rpc.ValidateHostName(host); err != nil {
+		return &rpc.Error{Code: rpc.CodeInvalidArgument, Message: err.Error(), Field: "host"}
+	}
+	return c.Call(ctx, rpc.HostMethod(host, method), req, reply)
 }
 
 // ListHosts lists the registered agents.
@@ -217,6 +239,6 @@ func (c *Client) ListHosts(ctx context.Context) ([]rpc.HostInfo, error) {
 // HostState returns the desired state of a host (networkID 0: all of it).
 func (c *Client) HostState(ctx context.Context, host string, networkID int64) (rpc.HostState, error) {
 	var st rpc.HostState
-	err := c.Call(ctx, rpc.MethodGetHostState, rpc.HostStateRequest{Host: host, NetworkID: networkID}, &st)
+	err := c.CallForHost(ctx, host, rpc.MethodGetHostState, rpc.HostStateRequest{Host: host, NetworkID: networkID}, &st)
 	return st, err
 }

@@ -63,6 +63,9 @@ func parseFloatingRange(s string) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, invalid(err)
 	}
+	if err := netcalc.CheckUsable("cidr", p); err != nil {
+		return netip.Prefix{}, invalid(err)
+	}
 	if 1<<(32-p.Bits()) > rpc.MaxFloatingRange {
 		return netip.Prefix{}, badArg("cidr", "cidr %q has %d addresses; one request takes at most %d (a /14)",
 			s, 1<<(32-p.Bits()), rpc.MaxFloatingRange)
@@ -316,10 +319,16 @@ func (m *Manager) FloatingPools(ctx context.Context) (rpc.FloatingPoolsReply, er
 }
 
 // AllocateFloatingIP gives a project the lowest free address of a pool,
-// within its quota unless auto-assigned.
+// within its quota. Only the manager auto-assigns (auto_assign_floating_ip
+// in allocate_for_instance): a caller's auto_assigned would skip the
+// quota, so it is refused.
 func (m *Manager) AllocateFloatingIP(ctx context.Context, req rpc.AllocateFloatingIPRequest) (rpc.FloatingIP, error) {
 	if err := checkProject(req.ProjectID, true); err != nil {
 		return rpc.FloatingIP{}, err
+	}
+	if req.AutoAssigned {
+		return rpc.FloatingIP{}, badArg("auto_assigned",
+			"auto_assigned is set only by the manager, when it auto-assigns an address to an instance (--auto-assign-floating-ip); allocate without it")
 	}
 	pool, err := m.poolName(req.Pool)
 	if err != nil {
@@ -327,7 +336,7 @@ func (m *Manager) AllocateFloatingIP(ctx context.Context, req rpc.AllocateFloati
 	}
 	var fl rpc.FloatingIP
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
-		_, addr, err := m.allocateFloating(ctx, tx, req.ProjectID, pool, req.AutoAssigned)
+		_, addr, err := m.allocateFloating(ctx, tx, req.ProjectID, pool, false)
 		if err != nil {
 			return err
 		}
@@ -337,8 +346,7 @@ func (m *Manager) AllocateFloatingIP(ctx context.Context, req rpc.AllocateFloati
 	if err != nil {
 		return rpc.FloatingIP{}, err
 	}
-	m.log.Info("floating IP allocated", zap.String("address", fl.Address), zap.String("project", req.ProjectID),
-		zap.Bool("auto_assigned", req.AutoAssigned))
+	m.log.Info("floating IP allocated", zap.String("address", fl.Address), zap.String("project", req.ProjectID))
 	return fl, nil
 }
 

@@ -186,16 +186,16 @@ func TestFloatingQuota(t *testing.T) {
 	allocFloating(t, env, "p1", "")
 	_, err = env.Client.AllocateFloatingIP(ctx, rpc.AllocateFloatingIPRequest{ProjectID: "p1"})
 	wantCode(t, "13th", err, rpc.CodeQuotaExceeded)
-	// Auto-assigned addresses are neither counted nor limited.
-	if _, err := env.Client.AllocateFloatingIP(ctx, rpc.AllocateFloatingIPRequest{ProjectID: "p1", AutoAssigned: true}); err != nil {
-		t.Errorf("auto-assigned over the quota: %v", err)
-	}
+	// Only the manager auto-assigns: a caller cannot skip the quota so.
+	_, err = env.Client.AllocateFloatingIP(ctx, rpc.AllocateFloatingIPRequest{ProjectID: "p1", AutoAssigned: true})
+	wantField(t, "auto_assigned from a caller", err, "auto_assigned")
+	wantMessage(t, "auto_assigned from a caller", err, rpc.CodeInvalidArgument, "auto_assigned is set only by the manager")
 	if _, err := env.Client.QuotaSet(ctx, "p1", "floating_ips", -1); err != nil {
 		t.Fatal(err)
 	}
 	allocFloating(t, env, "p1", "")
 	q, _ = env.Client.QuotaShow(ctx, "p1")
-	if q.Quotas[0] != (rpc.Quota{Resource: "floating_ips", Limit: -1, InUse: 13, AutoAssigned: 1}) {
+	if q.Quotas[0] != (rpc.Quota{Resource: "floating_ips", Limit: -1, InUse: 13}) {
 		t.Errorf("unlimited: %+v", q)
 	}
 	// Zero forbids.

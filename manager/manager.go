@@ -8,7 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -162,9 +166,7 @@ func (m *Manager) handlers() map[string]handlerFunc {
 		rpc.MethodReserveFixedIP:            m.handleReserveFixedIP,
 		rpc.MethodUnreserveFixedIP:          m.handleUnreserveFixedIP,
 
-		rpc.MethodRegisterHost: decoding(m.RegisterHost),
-		rpc.MethodListHosts:    m.handleListHosts,
-		rpc.MethodGetHostState: m.handleGetHostState,
+		rpc.MethodListHosts: m.handleListHosts,
 
 		rpc.MethodCreateFloatingIPs:            decoding(m.CreateFloatingIPs),
 		rpc.MethodDeleteFloatingIPs:            m.handleDeleteFloatingIPs,
@@ -211,6 +213,10 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 			return nil, fmt.Errorf("add endpoint %s: %w", name, err)
 		}
 	}
+	if err := m.addHostEndpoints(ctx, nc, g); err != nil {
+		_ = svc.Stop()
+		return nil, err
+	}
 	// Flush: when Serve returns, the server has our subscriptions, so a
 	// request sent right after on another connection finds a responder.
 	if err := nc.FlushTimeout(10 * time.Second); err != nil {
@@ -219,6 +225,12 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 	}
 	return &Service{svc: svc, m: m}, nil
 }
+
+// Info is this replica's answer to $SRV.INFO: its id and endpoints.
+func (s *Service) Info() micro.Info { return s.svc.Info() }
+
+// Stats is this replica's answer to $SRV.STATS: requests per endpoint.
+func (s *Service) Stats() micro.Stats { return s.svc.Stats() }
 
 // Stop unsubscribes the endpoints and waits for requests under way.
 func (s *Service) Stop() error {
@@ -266,8 +278,9 @@ func (m *Manager) dispatch(ctx context.Context, nc *nats.Conn, method string, h 
 }
 
 // toRPCError turns any error into the one sent on the wire: *rpc.Error as
-// is, database constraint violations as conflict or invalid_argument, an
-// unreachable database as unavailable, and anything else as internal (the
+// is, database constraint violations as conflict or invalid_argument,
+// transient database failures (see transient) and running out of time as
+// unavailable, which callers retry, and anything else as internal (the
 // details go to the log, not to the caller).
 func (m *Manager) toRPCError(method string, err error) *rpc.Error {
 	if e := rpc.AsError(err); e != nil {
@@ -286,19 +299,64 @@ func (m *Manager) toRPCError(method string, err error) *rpc.Error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		m.log.Warn("request timed out", zap.String("method", method), zap.Error(err))
-		return rpc.Errorf(rpc.CodeUnavailable, "%s timed out after %s", method, m.cfg.RequestTimeout)
+		return rpc.Errorf(rpc.CodeUnavailable, "%s ran out of time; retry", method)
 	}
-	if pgconn.SafeToRetry(err) || isConnError(err) {
-		m.log.Warn("database unavailable", zap.String("method", method), zap.Error(err))
-		return rpc.Errorf(rpc.CodeUnavailable, "database unavailable")
+	if why := transient(err); why != "" {
+		m.log.Warn("database unavailable", zap.String("method", method), zap.String("why", why), zap.Error(err))
+		return rpc.Errorf(rpc.CodeUnavailable, "database unavailable (%s); retry", why)
 	}
 	m.log.Error("request failed", zap.String("method", method), zap.Error(err))
 	return rpc.Errorf(rpc.CodeInternal, "internal error in %s; see the manager's log", method)
 }
 
-func isConnError(err error) bool {
-	var ce *pgconn.ConnectError
-	return errors.As(err, &ce)
+// transient says why err is a failure that the same request may not meet
+// again, or "" when it is not one: the database restarting, shutting down
+// or refusing connections, a lost connection, a serialization failure or
+// deadlock (PostgreSQL rolled the transaction back), running out of
+// connections or resources, a cancelled statement. Every such error rolls
+// the transaction back, so the request changed nothing.
+func transient(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "40001":
+			return "serialization failure"
+		case pe.Code == "40P01":
+			return "deadlock detected"
+		case pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", pe.Code == "57P04":
+			return "database restarting: " + pe.Message
+		case pe.Code == "57014":
+			return "statement cancelled"
+		case pe.Code == "55P03":
+			return "lock not available"
+		case pe.Code == "25006":
+			return "database is read-only (a standby?)"
+		case strings.HasPrefix(pe.Code, "08"):
+			return "connection failure: " + pe.Message
+		case strings.HasPrefix(pe.Code, "53"):
+			return "database out of resources: " + pe.Message
+		}
+		return ""
+	}
+	var (
+		ce *pgconn.ConnectError
+		ne net.Error
+	)
+	switch {
+	case errors.As(err, &ce):
+		return "cannot connect"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "connection lost"
+	case errors.Is(err, pgconn.ErrConnClosed):
+		return "connection closed"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNREFUSED):
+		return "connection lost"
+	case pgconn.Timeout(err), errors.As(err, &ne):
+		return "network error"
+	case pgconn.SafeToRetry(err):
+		return "connection not usable"
+	}
+	return ""
 }
 
 // Ready reports whether the database answers.

@@ -133,6 +133,39 @@ func ParseAddr(field, s string, family int) (netip.Addr, error) {
 	return a, nil
 }
 
+// Blocks no network may overlap: they are not for hosts, so a bridge
+// given an address from one of them breaks the host (loopback) or does
+// nothing useful.
+var unusable = []struct {
+	p   netip.Prefix
+	why string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), `"this network" (RFC 1122), not for hosts`},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+	{netip.MustParsePrefix("255.255.255.255/32"), "the limited broadcast address"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved (RFC 1112)"},
+	{netip.MustParsePrefix("::/128"), "the unspecified address"},
+	{netip.MustParsePrefix("::1/128"), "loopback"},
+	{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast"},
+}
+
+// CheckUsable refuses a range that overlaps a block no network may use:
+// 0.0.0.0/8, loopback, link-local, multicast, 240.0.0.0/4 and the
+// broadcast address, and their IPv6 counterparts (0.0.0.0/0 overlaps them
+// all). The error names the block.
+func CheckUsable(field string, p netip.Prefix) error {
+	for _, u := range unusable {
+		if u.p.Addr().Is4() == p.Addr().Is4() && u.p.Overlaps(p) {
+			return bad(field, p.String(), "overlaps %s: %s", u.p, u.why)
+		}
+	}
+	return nil
+}
+
 func log2(n int) (int, bool) {
 	if n <= 0 || n&(n-1) != 0 {
 		return 0, false
@@ -175,6 +208,9 @@ func Split(req Request) ([]Network, error) {
 	}
 	fixed, err := ParsePrefix("fixed range", req.CIDR, false)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckUsable("fixed range", fixed); err != nil {
 		return nil, err
 	}
 	if req.NumNetworks < 1 || req.NumNetworks > MaxNumNetworks {
@@ -246,6 +282,9 @@ func Split(req Request) ([]Network, error) {
 	var v6 netip.Prefix
 	if req.CIDRv6 != "" {
 		if v6, err = ParsePrefix("IPv6 range", req.CIDRv6, true); err != nil {
+			return nil, err
+		}
+		if err := CheckUsable("IPv6 range", v6); err != nil {
 			return nil, err
 		}
 		if v6.Bits() > IPv6SubnetPrefix {

@@ -115,6 +115,18 @@ func TestSplitErrors(t *testing.T) {
 		{Request{CIDR: "10.0.0.0/8", NumNetworks: 1, NetworkSize: 16, GatewayV6: "fd00::1"}, "IPv6 gateway", "without an IPv6 range"},
 		{Request{CIDR: "10.0.0.0/8", NumNetworks: 2, NetworkSize: 16, Gateway: "10.0.0.1"}, "gateway", "only for a single network, not 2"},
 		{Request{CIDR: "10.0.0.0/8", NumNetworks: 2, NetworkSize: 16, DHCPServer: "10.0.0.1"}, "dhcp server", "only for a single network"},
+		// Blocks that are not for hosts.
+		{Request{CIDR: "0.0.0.0/0", NumNetworks: 1, NetworkSize: 16}, "fixed range", `overlaps 0.0.0.0/8: "this network" (RFC 1122), not for hosts`},
+		{Request{CIDR: "0.0.0.0/28", NumNetworks: 1, NetworkSize: 16}, "fixed range", `overlaps 0.0.0.0/8: "this network"`},
+		{Request{CIDR: "127.0.0.0/24", NumNetworks: 1, NetworkSize: 16}, "fixed range", "overlaps 127.0.0.0/8: loopback"},
+		{Request{CIDR: "126.0.0.0/7", NumNetworks: 1, NetworkSize: 16}, "fixed range", "overlaps 127.0.0.0/8: loopback"},
+		{Request{CIDR: "169.254.0.0/24", NumNetworks: 1, NetworkSize: 16}, "fixed range", "link-local"},
+		{Request{CIDR: "224.0.0.0/24", NumNetworks: 1, NetworkSize: 16}, "fixed range", "overlaps 224.0.0.0/4: multicast"},
+		{Request{CIDR: "240.0.0.0/24", NumNetworks: 1, NetworkSize: 16}, "fixed range", "overlaps 240.0.0.0/4: reserved"},
+		{Request{CIDR: "255.255.255.0/24", NumNetworks: 1, NetworkSize: 16}, "fixed range", "overlaps 255.255.255.255/32: the limited broadcast address"},
+		{Request{CIDR: "10.0.0.0/8", NumNetworks: 1, NetworkSize: 16, CIDRv6: "fe80::/64"}, "IPv6 range", "link-local"},
+		{Request{CIDR: "10.0.0.0/8", NumNetworks: 1, NetworkSize: 16, CIDRv6: "ff02::/64"}, "IPv6 range", "multicast"},
+		{Request{CIDR: "10.0.0.0/8", NumNetworks: 1, NetworkSize: 16, CIDRv6: "::/0"}, "IPv6 range", "overlaps ::/128: the unspecified address"},
 	} {
 		_, err := Split(tc.req)
 		var fe *FieldError
@@ -140,6 +152,9 @@ func FuzzSplit(f *testing.F) {
 			return
 		}
 		for i, n := range nets {
+			if CheckUsable("x", n.CIDR) != nil || n.CIDRv6.IsValid() && CheckUsable("x", n.CIDRv6) != nil {
+				t.Fatalf("network %d in an unusable block: %+v", i, n)
+			}
 			if n.Size() != size || !n.CIDR.Contains(n.Gateway) || !n.CIDR.Contains(n.Broadcast) {
 				t.Fatalf("network %d = %+v", i, n)
 			}

@@ -118,9 +118,11 @@ type FloatingPoolsReply struct {
 type AllocateFloatingIPRequest struct {
 	ProjectID string `json:"project_id"`
 	Pool      string `json:"pool,omitempty"` // default: the manager's default pool
-	// AutoAssigned marks an address taken for an instance by the compute
-	// service: it does not count against the quota and is released with
-	// the instance.
+	// AutoAssigned must be false (or absent): only the manager
+	// auto-assigns addresses (which do not count against the quota), when
+	// it allocates an instance's network with auto_assign_floating_ip;
+	// true is invalid_argument. The field is kept so that callers that
+	// send false are not refused as sending an unknown field.
 	AutoAssigned bool `json:"auto_assigned,omitempty"`
 }
 

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Service identity as seen by NATS micro discovery ($SRV.PING, $SRV.INFO).
@@ -32,14 +34,16 @@ const (
 	MethodDeleteNetwork  = "delete_network"
 )
 
-// ManagerMethods lists every manager method, in documentation order.
+// ManagerMethods lists every manager method served on
+// novanet.manager.<method>, in documentation order; HostManagerMethods
+// are served per host.
 var ManagerMethods = []string{
 	MethodCreateNetworks, MethodGetAllNetworks, MethodGetNetwork, MethodDeleteNetwork,
 	MethodAllocateForInstance, MethodDeallocateForInstance, MethodAddFixedIPToInstance,
 	MethodRemoveFixedIPFromInstance, MethodGetInstanceNWInfo, MethodLeaseFixedIP, MethodReleaseFixedIP,
 	MethodGetFixedIPByAddress, MethodGetFixedIPsByInstance, MethodListFixedIPs,
 	MethodReserveFixedIP, MethodUnreserveFixedIP,
-	MethodRegisterHost, MethodListHosts, MethodGetHostState,
+	MethodListHosts,
 	MethodCreateFloatingIPs, MethodDeleteFloatingIPs, MethodListFloatingIPs, MethodGetFloatingPools,
 	MethodAllocateFloatingIP, MethodDeallocateFloatingIP, MethodAssociateFloatingIP, MethodDisassociateFloatingIP,
 	MethodGetFloatingIPsByProject, MethodGetFloatingIPByAddress, MethodGetFloatingIPsByFixedAddress,
@@ -146,15 +150,24 @@ func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// Decode parses a request body strictly: one JSON object, no unknown
-// fields, no trailing data, at most MaxRequestBytes. An empty body decodes
-// as {}. Errors are *Error with CodeInvalidArgument.
+// Decode parses a request body strictly: one JSON object of valid UTF-8,
+// no unknown fields, no field named twice or in another case than its own
+// (encoding/json alone would take "CIDR" for "cidr" and keep the last of
+// two), no NUL byte or U+FFFD in any string, no trailing data, at most
+// MaxRequestBytes. An empty body decodes as {}. Errors are *Error with
+// CodeInvalidArgument.
 func Decode(data []byte, v any) error {
 	if len(data) > MaxRequestBytes {
 		return Errorf(CodeInvalidArgument, "request of %d bytes is larger than %d", len(data), MaxRequestBytes)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		data = []byte("{}")
+	}
+	if !utf8.Valid(data) {
+		return Errorf(CodeInvalidArgument, "request body: not valid UTF-8 (first bad byte at offset %d)", invalidUTF8At(data))
+	}
+	if err := checkStrict(data, reflect.TypeOf(v)); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // requestTypes are every request body the manager decodes.
@@ -36,6 +37,16 @@ func TestDecode(t *testing.T) {
 		{`{"cidr":"a"} {}`, `trailing data`},
 		{`{"cidr":`, `unexpected EOF`},
 		{strings.Repeat(" ", MaxRequestBytes+1), `larger than`},
+		// Strict beyond encoding/json: duplicates, case, NUL, bad UTF-8.
+		{`{"cidr":"10.0.0.0/8","cidr":"192.168.0.0/16"}`, `field "cidr" given twice`},
+		{`{"CIDR":"10.0.0.0/8"}`, `unknown field "CIDR": names are case-sensitive; did you mean "cidr"?`},
+		{`{"Cidr":"10.0.0.0/8","cidr":"10.0.0.0/8"}`, `did you mean "cidr"`},
+		{`{"label":"a\u0000b"}`, `field "label" has a NUL byte`},
+		{"{\"label\":\"a\x00b\"}", `invalid character`},
+		{"{\"label\":\"caf\xe9\"}", `not valid UTF-8 (first bad byte at offset 13)`},
+		{`{"label":"\ud800"}`, `field "label" has U+FFFD`},
+		{`{"label":"x","b\u0000":1}`, `has a NUL byte`},
+		{`{"enable_dhcp":true,"priority":1,"priority":2}`, `"priority" given twice`},
 	} {
 		var req CreateNetworksRequest
 		err := Decode([]byte(tc.in), &req)
@@ -47,6 +58,30 @@ func TestDecode(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("Decode(%.40q) = %v, want invalid_argument with %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// Nested objects are as strict as the body: requested_networks entries.
+func TestDecodeNested(t *testing.T) {
+	for _, tc := range []struct{ in, want, field string }{
+		{`{"requested_networks":[{"network":"a","network":"b"}]}`, `"requested_networks[0].network" given twice`, ""},
+		{`{"requested_networks":[{"Network":"a"}]}`, `unknown field "requested_networks[0].Network": names are case-sensitive; did you mean "network"?`, ""},
+		{`{"requested_networks":[{"network":"a"},{"address":"10.0.0.\u0000"}]}`, `"requested_networks[1].address" has a NUL byte`, "address"},
+		{`{"macs":["02:00:00:00:00:01","\u0000"]}`, `field "macs[1]" has a NUL byte`, "macs"},
+		{`{"instance_uuid":"x","requested_networks":[{"network":"a"}],"macs":["02:00:00:00:00:01"]}`, "", ""},
+	} {
+		var req AllocateForInstanceRequest
+		err := Decode([]byte(tc.in), &req)
+		if tc.want == "" {
+			if err != nil || len(req.RequestedNetworks) != 1 || req.RequestedNetworks[0].Network != "a" {
+				t.Errorf("Decode(%s) = %+v, %v", tc.in, req, err)
+			}
+			continue
+		}
+		var re *Error
+		if !errors.As(err, &re) || re.Code != CodeInvalidArgument || !strings.Contains(re.Message, tc.want) || re.Field != tc.field {
+			t.Errorf("Decode(%s) = %#v, want invalid_argument %q field %q", tc.in, err, tc.want, tc.field)
 		}
 	}
 }
@@ -74,7 +109,8 @@ func FuzzDecode(f *testing.F) {
 		`{"pool":"nova","cidr":"203.0.113.0/24","interface":"eth0"}`, `{"project_id":"p1","pool":"nova","auto_assigned":true}`,
 		`{"floating_address":"203.0.113.1","fixed_address":"10.0.0.2","reassociate":true,"affect_auto_assigned":false}`,
 		`{"project_id":"p1","resource":"floating_ips","limit":-1}`, `{"limit":null}`, `{"after":"203.0.113.1","limit":10}`,
-		`null`, `[]`, `"x"`, `{"a":1}`,
+		`null`, `[]`, `"x"`, `{"a":1}`, `{"cidr":"a","cidr":"b"}`, `{"CIDR":"a"}`, `{"label":"\u0000"}`,
+		`{"label":"\ud800"}`, "{\"label\":\"\xff\"}", `{"requested_networks":[{"network":"a","Network":"b"}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -87,10 +123,16 @@ func FuzzDecode(f *testing.F) {
 				}
 				continue
 			}
+			if !utf8.Valid(data) {
+				t.Fatalf("%T: accepted invalid UTF-8 %q", v, data)
+			}
 			again := reflect.New(reflect.TypeOf(v).Elem()).Interface()
 			b, err := json.Marshal(v)
 			if err != nil {
 				t.Fatalf("%T: re-encode: %v", v, err)
+			}
+			if strings.Contains(string(b), `\u0000`) || strings.ContainsRune(string(b), utf8.RuneError) || strings.Contains(string(b), `\ufffd`) {
+				t.Fatalf("%T: accepted a NUL or U+FFFD: %s", v, b)
 			}
 			if err := Decode(b, again); err != nil {
 				t.Fatalf("%T: decode of own encoding %s: %v", v, b, err)

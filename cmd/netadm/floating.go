@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strconv"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -81,10 +80,9 @@ func (a *app) printRange(r rpc.FloatingRange) error {
 	if a.output == "json" {
 		return a.printJSON(r)
 	}
-	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "CIDR\tPOOL\tINTERFACE\tADDRESSES\tCREATED")
-	fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", r.CIDR, r.Pool, dash(r.Interface), r.Total, r.CreatedAt)
-	return w.Flush()
+	t := newTable(a.stdout, "CIDR", "POOL", "INTERFACE", "ADDRESSES", "CREATED")
+	t.row(r.CIDR, r.Pool, dash(r.Interface), r.Total, r.CreatedAt)
+	return t.flush()
 }
 
 func newFloatingListCmd(a *app) *cobra.Command {
@@ -113,13 +111,12 @@ func (a *app) printFloatingIPs(ips []rpc.FloatingIP) error {
 	if a.output == "json" {
 		return a.printJSON(rpc.FloatingIPsReply{FloatingIPs: ips})
 	}
-	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "ADDRESS\tPOOL\tPROJECT\tFIXED\tINSTANCE\tHOST\tINTERFACE\tAUTO")
+	t := newTable(a.stdout, "ADDRESS", "POOL", "PROJECT", "FIXED", "INSTANCE", "HOST", "INTERFACE", "AUTO")
 	for _, f := range ips {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Address, f.Pool, dash(f.ProjectID), dash(f.FixedAddress),
-			dash(f.InstanceUUID), dash(f.Host), dash(f.Interface), yesNo(f.AutoAssigned))
+		t.row(f.Address, f.Pool, dash(f.ProjectID), dash(f.FixedAddress), dash(f.InstanceUUID), dash(f.Host),
+			dash(f.Interface), yesNo(f.AutoAssigned))
 	}
-	return w.Flush()
+	return t.flush()
 }
 
 func newFloatingDeleteCmd(a *app) *cobra.Command {
@@ -138,7 +135,7 @@ range is allocated to a project; the refusal names them.`,
 			if a.output == "json" {
 				return a.printJSON(r)
 			}
-			fmt.Fprintf(a.stdout, "deleted floating range %s of pool %s (%d addresses)\n", r.CIDR, r.Pool, r.Total)
+			printf(a.stdout, "deleted floating range %s of pool %s (%d addresses)\n", r.CIDR, r.Pool, r.Total)
 			return nil
 		}),
 	}
@@ -159,12 +156,11 @@ ASSOCIATED those associated with a fixed IP.`,
 			if a.output == "json" {
 				return a.printJSON(rpc.FloatingPoolsReply{Pools: pools})
 			}
-			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "POOL\tFREE/TOTAL\tASSOCIATED\tRANGES")
+			t := newTable(a.stdout, "POOL", "FREE/TOTAL", "ASSOCIATED", "RANGES")
 			for _, p := range pools {
-				fmt.Fprintf(w, "%s\t%d/%d\t%d\t%d\n", p.Name, p.Free, p.Total, p.Associated, p.Ranges)
+				t.row(p.Name, fmt.Sprintf("%d/%d", p.Free, p.Total), p.Associated, p.Ranges)
 			}
-			return w.Flush()
+			return t.flush()
 		}),
 	}
 }
@@ -331,14 +327,13 @@ func (a *app) printQuota(q rpc.QuotaReply) error {
 	if a.output == "json" {
 		return a.printJSON(q)
 	}
-	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "PROJECT\tRESOURCE\tLIMIT\tIN USE\tAUTO-ASSIGNED\tDEFAULT")
+	t := newTable(a.stdout, "PROJECT", "RESOURCE", "LIMIT", "IN USE", "AUTO-ASSIGNED", "DEFAULT")
 	for _, r := range q.Quotas {
 		limit := strconv.Itoa(r.Limit)
 		if r.Limit == rpc.QuotaUnlimited {
 			limit = "unlimited"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", q.ProjectID, r.Resource, limit, r.InUse, r.AutoAssigned, yesNo(r.Default))
+		t.row(q.ProjectID, r.Resource, limit, r.InUse, r.AutoAssigned, yesNo(r.Default))
 	}
-	return w.Flush()
+	return t.flush()
 }

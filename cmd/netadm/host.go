@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -65,10 +64,10 @@ when something could not be set up (everything else still is).`,
 				return a.printJSON(rpc.HostActionReply{Changes: changes})
 			}
 			if len(changes) == 0 {
-				fmt.Fprintf(a.stdout, "%s: nothing to change\n", args[0])
+				printf(a.stdout, "%s: nothing to change\n", args[0])
 			}
 			for _, c := range changes {
-				fmt.Fprintf(a.stdout, "%s: %s\n", args[0], c)
+				printf(a.stdout, "%s: %s\n", args[0], c)
 			}
 			return nil
 		},
@@ -80,10 +79,9 @@ func (a *app) printHosts(hosts []rpc.HostInfo) error {
 	if a.output == "json" {
 		return a.printJSON(rpc.HostsReply{Hosts: hosts})
 	}
-	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "HOST\tDRIVER\tVERSION\tLAST SEEN\tALIVE\tNETWORKS")
+	t := newTable(a.stdout, "HOST", "DRIVER", "VERSION", "LAST SEEN", "ALIVE", "NETWORKS")
 	for _, h := range hosts {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\n", h.Name, h.Driver, dash(h.Version), h.LastSeen, yesNo(h.Alive), h.Networks)
+		t.row(h.Name, h.Driver, dash(h.Version), h.LastSeen, yesNo(h.Alive), h.Networks)
 	}
-	return w.Flush()
+	return t.flush()
 }

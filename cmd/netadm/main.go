@@ -13,13 +13,14 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"novanet/client"
+	"novanet/internal/natsconn"
+	"novanet/internal/redact"
 	"novanet/rpc"
 )
 
@@ -46,18 +47,19 @@ func (e usageError) Unwrap() error { return e.err }
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 // dialer connects to NATS; tests and fuzzing replace it.
-type dialer func(url string, timeout time.Duration) (*client.Client, func(), error)
+type dialer func(url string, o natsconn.Options, timeout time.Duration) (*client.Client, func(), error)
 
-func dialNATS(url string, timeout time.Duration) (*client.Client, func(), error) {
-	nc, err := nats.Connect(url, nats.Name("netadm"), nats.Timeout(timeout))
+func dialNATS(url string, o natsconn.Options, timeout time.Duration) (*client.Client, func(), error) {
+	nc, err := o.Connect(url, "netadm", nats.Timeout(timeout))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redact.URL(url), err)
 	}
 	return client.New(nc, timeout), nc.Close, nil
 }
 
 type app struct {
 	natsURL string
+	nats    natsconn.Options
 	output  string
 	timeout time.Duration
 	dial    dialer
@@ -68,7 +70,7 @@ func (a *app) client() (*client.Client, func(), error) {
 	if a.output != "table" && a.output != "json" {
 		return nil, nil, usagef("output %q: want table or json", a.output)
 	}
-	return a.dial(a.natsURL, a.timeout)
+	return a.dial(a.natsURL, a.nats, a.timeout)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, dial dialer) int {
@@ -81,17 +83,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "netadm: %v\n", err)
 	var (
 		ue usageError
 		re *rpc.Error
 	)
 	switch {
 	case errors.As(err, &re): // whatever the manager's message says
+		// It may quote labels and other strings callers of the manager chose.
+		printf(stderr, "netadm: %s\n", err)
 		return exitError
 	case errors.As(err, &ue) || isCobraUsage(err):
+		// The operator's own command line; cobra's hints span lines.
+		fmt.Fprintf(stderr, "netadm: %v\n", err)
 		return exitUsage
 	}
+	printf(stderr, "netadm: %s\n", err)
 	return exitError
 }
 
@@ -127,6 +133,8 @@ Exit status: 0 on success, 1 when the manager refuses or fails the request,
 	}
 	root.PersistentFlags().StringVar(&a.natsURL, "nats-url", natsDefault,
 		"NATS server URL(s), comma-separated (env NOVANET_NATS_URL)")
+	a.nats.AddFlags(root.PersistentFlags())
+	natsconn.DefaultsFromEnv(root.PersistentFlags(), getenv)
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the manager")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -312,7 +320,7 @@ or leased; the refusal names them.`,
 			if a.output == "json" {
 				return a.printJSON(n)
 			}
-			fmt.Fprintf(a.stdout, "deleted network %s %s (%s)\n", n.Label, n.CIDR, n.UUID)
+			printf(a.stdout, "deleted network %s %s (%s)\n", n.Label, n.CIDR, n.UUID)
 			return nil
 		},
 	}
@@ -342,20 +350,19 @@ func (a *app) printNetworks(nets []rpc.Network) error {
 	if a.output == "json" {
 		return a.printJSON(rpc.NetworksReply{Networks: nets})
 	}
-	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tUUID\tLABEL\tCIDR\tGATEWAY\tVLAN\tBRIDGE\tPROJECT\tFREE/TOTAL")
+	t := newTable(a.stdout, "ID", "UUID", "LABEL", "CIDR", "GATEWAY", "VLAN", "BRIDGE", "PROJECT", "FREE/TOTAL")
 	for _, n := range nets {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", n.ID, n.UUID, n.Label, n.CIDR, dash(n.Gateway),
-			dashInt(n.VLAN), dash(n.Bridge), dash(n.ProjectID), n.FixedIPs.Free, n.FixedIPs.Total)
+		t.row(n.ID, n.UUID, n.Label, n.CIDR, dash(n.Gateway), dashInt(n.VLAN), dash(n.Bridge), dash(n.ProjectID),
+			fmt.Sprintf("%d/%d", n.FixedIPs.Free, n.FixedIPs.Total))
 	}
-	return w.Flush()
+	return t.flush()
 }
 
 func (a *app) printNetwork(n rpc.Network) error {
 	if a.output == "json" {
 		return a.printJSON(n)
 	}
-	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	t := newTable(a.stdout)
 	prio := "-"
 	if n.Priority != nil {
 		prio = strconv.Itoa(*n.Priority)
@@ -375,9 +382,9 @@ func (a *app) printNetwork(n rpc.Network) error {
 		{"fixed_ips", fmt.Sprintf("%d total, %d reserved, %d in use, %d free",
 			n.FixedIPs.Total, n.FixedIPs.Reserved, n.FixedIPs.InUse, n.FixedIPs.Free)},
 	} {
-		fmt.Fprintf(w, "%s\t%s\n", kv[0], kv[1])
+		t.row(kv[0], kv[1])
 	}
-	return w.Flush()
+	return t.flush()
 }
 
 func newFixedCmd(a *app) *cobra.Command {
@@ -453,11 +460,10 @@ func (a *app) printFixedIPs(ips []rpc.FixedIP) error {
 	if a.output == "json" {
 		return a.printJSON(rpc.FixedIPsReply{FixedIPs: ips})
 	}
-	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "ADDRESS\tNETWORK\tINSTANCE\tMAC\tHOST\tALLOCATED\tLEASED\tRESERVED")
+	t := newTable(a.stdout, "ADDRESS", "NETWORK", "INSTANCE", "MAC", "HOST", "ALLOCATED", "LEASED", "RESERVED")
 	for _, f := range ips {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Address, f.NetworkLabel, dash(f.InstanceUUID),
-			dash(f.VIFAddress), dash(f.Host), yesNo(f.Allocated), yesNo(f.Leased), yesNo(f.Reserved))
+		t.row(f.Address, f.NetworkLabel, dash(f.InstanceUUID), dash(f.VIFAddress), dash(f.Host),
+			yesNo(f.Allocated), yesNo(f.Leased), yesNo(f.Reserved))
 	}
-	return w.Flush()
+	return t.flush()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"novanet/client"
+	"novanet/internal/natsconn"
 	"novanet/internal/pgtest"
 	"novanet/internal/testenv"
 	"novanet/manager"
@@ -406,7 +407,7 @@ func FuzzArgs(f *testing.F) {
 	f.Add("quota\x00show\x00p1")
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")
-		noDial := func(string, time.Duration) (*client.Client, func(), error) {
+		noDial := func(string, natsconn.Options, time.Duration) (*client.Client, func(), error) {
 			return nil, nil, errors.New("no NATS while fuzzing")
 		}
 		var out, errb bytes.Buffer

@@ -31,6 +31,8 @@ import (
 	"novanet/floating"
 	"novanet/hostnet"
 	"novanet/internal/envflags"
+	"novanet/internal/natsconn"
+	"novanet/internal/redact"
 	"novanet/linuxnet/dnsmasq"
 	"novanet/linuxnet/iptables"
 	"novanet/linuxnet/link"
@@ -54,6 +56,7 @@ type options struct {
 	host              string
 	driver            string
 	natsURL           string
+	nats              natsconn.Options
 	netns             string
 	flatInterface     string
 	vlanInterface     string
@@ -209,6 +212,7 @@ leases) and the next start converges from there.`,
 	f.StringVar(&o.host, "host", defaultHost(), "this host's name as the manager knows it (letters, digits, '_', '-')")
 	f.StringVar(&o.driver, "driver", "flatdhcp", "network driver: flat, flatdhcp or vlan")
 	f.StringVar(&o.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s) of the manager, comma-separated")
+	o.nats.AddFlags(f)
 	f.StringVar(&o.netns, "netns", "", "network namespace path to program (empty: the agent's own); for tests and containers")
 	f.StringVar(&o.flatInterface, "flat-interface", "", "interface enslaved to flatdhcp bridges unless the network names one (flat mode enslaves nothing)")
 	f.StringVar(&o.vlanInterface, "vlan-interface", "", "parent of VLAN (or VXLAN) links unless the network names one")
@@ -377,10 +381,10 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 	}
 	binder.OnAnnounceError(func(err error) { log.Warn("floating address", zap.Error(err)) })
 	defer binder.Wait()
-	nc, err := nats.Connect(o.natsURL, nats.Name("network-host "+o.host), nats.MaxReconnects(-1),
+	nc, err := o.nats.Connect(o.natsURL, "network-host "+o.host, nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
 	if err != nil {
-		return fmt.Errorf("nats %s: %w", o.natsURL, err)
+		return fmt.Errorf("nats %s: %w", redact.URL(o.natsURL), err)
 	}
 	defer nc.Close()
 	a, err := agent.New(agent.Config{
@@ -394,7 +398,7 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 		return err
 	}
 	log.Info("network-host starting", zap.String("host", o.host), zap.String("driver", o.driver),
-		zap.String("nats", o.natsURL), zap.String("netns", o.netns), zap.String("version", version))
+		zap.String("nats", redact.URL(o.natsURL)), zap.String("netns", o.netns), zap.String("version", version))
 	return a.Run(ctx, nc)
 }
 

@@ -26,6 +26,8 @@ import (
 
 	"novanet/db/migrations"
 	"novanet/internal/envflags"
+	"novanet/internal/natsconn"
+	"novanet/internal/redact"
 	"novanet/manager"
 	"novanet/natsembed"
 	"novanet/rpc"
@@ -49,7 +51,10 @@ type readyFunc func(httpAddr net.Addr, natsURL string)
 type options struct {
 	databaseURL   string
 	natsURL       string
+	nats          natsconn.Options
 	embeddedNATS  string
+	embeddedName  string
+	cluster       natsembed.Cluster
 	httpListen    string
 	migrate       bool
 	mode          string
@@ -108,8 +113,12 @@ NOVANET_DATABASE_URL, --nats-url from NOVANET_NATS_URL, and so on.`,
 		Short: "Run the manager until SIGINT or SIGTERM",
 		Long: `Run the manager. Without --nats-url it runs an embedded nats-server
 in-process on --embedded-nats-listen, so one machine needs nothing else; with
---nats-url it joins an external NATS cluster. On SIGINT or SIGTERM it stops
-taking requests, finishes those under way and exits.
+--nats-url it joins an external NATS cluster. With
+--embedded-nats-cluster-listen (and --embedded-nats-routes) the embedded
+server is itself a node of a NATS cluster: several manager machines then
+need no separate NATS deployment, and each replica keeps working when
+another's node dies. On SIGINT or SIGTERM it stops taking requests,
+finishes those under way and exits.
 
 The database schema must be current: run "network-manager migrate up" first,
 or pass --migrate to apply pending migrations at start (safe with several
@@ -124,7 +133,18 @@ NATS reachable) and /metrics (Prometheus).`,
 	}
 	f := serve.Flags()
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS server URL(s), comma-separated; empty runs an embedded server")
+	o.nats.AddFlags(f)
 	f.StringVar(&o.embeddedNATS, "embedded-nats-listen", "127.0.0.1:4222", "where the embedded nats-server listens (port 0: any free port)")
+	f.StringVar(&o.embeddedName, "embedded-nats-name", "",
+		"the embedded nats-server's name, unique in its cluster (default: "+natsembed.DefaultServerName+" alone, the host name in a cluster)")
+	f.StringVar(&o.cluster.Listen, "embedded-nats-cluster-listen", "",
+		"host:port where the embedded nats-server listens for routes from other cluster nodes; empty: it stays alone")
+	f.StringVar(&o.cluster.Name, "embedded-nats-cluster-name", "novanet", "name of the NATS cluster the embedded server joins, the same on every node")
+	f.StringSliceVar(&o.cluster.Routes, "embedded-nats-routes", nil,
+		"route URLs of the other cluster nodes, comma-separated: nats-route://nats-2:6222,nats-route://nats-3:6222")
+	f.StringVar(&o.cluster.TLS.Cert, "embedded-nats-route-tls-cert", "", "PEM certificate the embedded server presents on routes (TLS routes need all three files)")
+	f.StringVar(&o.cluster.TLS.Key, "embedded-nats-route-tls-key", "", "PEM key of --embedded-nats-route-tls-cert")
+	f.StringVar(&o.cluster.TLS.CA, "embedded-nats-route-tls-ca", "", "PEM CA that signed the other nodes' route certificates; routes from others are refused")
 	f.StringVar(&o.httpListen, "http-listen", "127.0.0.1:9696", "address for /healthz, /readyz and /metrics; empty disables HTTP")
 	f.BoolVar(&o.migrate, "migrate", false, "apply pending database migrations at start")
 	f.StringVar(&o.mode, "network-mode", "flatdhcp", "network mode of the deployment: flat, flatdhcp or vlan")
@@ -208,6 +228,7 @@ func openPool(ctx context.Context, o options) (*pgxpool.Pool, error) {
 	if o.dbMaxConns > 0 {
 		cfg.MaxConns = int32(o.dbMaxConns)
 	}
+	manager.TunePool(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -255,6 +276,14 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 	if o.floatingQuota == 0 || o.floatingQuota < rpc.QuotaUnlimited {
 		return fmt.Errorf("--quota-floating-ips %d: want -1 (unlimited) or at least 1; give single projects 0 with netadm quota set", o.floatingQuota)
 	}
+	var embedded []natsembed.Option
+	if o.natsURL == "" {
+		if embedded, err = embeddedOptions(o); err != nil {
+			return err
+		}
+	} else if o.cluster.Listen != "" || len(o.cluster.Routes) > 0 {
+		return errors.New("--embedded-nats-cluster-listen and --embedded-nats-routes configure the embedded nats-server, which --nats-url turns off")
+	}
 	log, err := newLogger(o.logLevel, o.logFormat, logw)
 	if err != nil {
 		return err
@@ -282,23 +311,28 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 
 	natsURL := o.natsURL
 	if natsURL == "" {
-		ns, err := natsembed.Start(o.embeddedNATS)
+		ns, err := natsembed.Start(o.embeddedNATS, embedded...)
 		if err != nil {
 			return err
 		}
 		defer ns.Shutdown()
 		natsURL = ns.ClientURL()
-		log.Info("embedded nats-server started", zap.String("url", natsURL))
+		fields := []zap.Field{zap.String("url", redact.URL(natsURL)), zap.String("name", ns.Name())}
+		if r := ns.RouteURL(); r != "" {
+			fields = append(fields, zap.String("cluster", o.cluster.Name), zap.String("routes_listen", r),
+				zap.Strings("routes", o.cluster.Routes))
+		}
+		log.Info("embedded nats-server started", fields...)
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("network-manager"), nats.MaxReconnects(-1),
+	nc, err := o.nats.Connect(natsURL, "network-manager", nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected", zap.Error(err))
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrl())) }))
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }))
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
+		return fmt.Errorf("connect to NATS at %s: %w", redact.URL(natsURL), err)
 	}
 	defer nc.Close()
 
@@ -335,14 +369,14 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 		}
 		httpAddr = ln.Addr()
 		httpDesc = httpAddr.String()
-		srv = &http.Server{Handler: httpHandler(m, nc, reg), ReadHeaderTimeout: 10 * time.Second}
+		srv = &http.Server{Handler: httpHandler(m, nc, reg, log), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http server", zap.Error(err))
 			}
 		}()
 	}
-	log.Info("network-manager ready", zap.String("mode", string(mode)), zap.String("nats", natsURL),
+	log.Info("network-manager ready", zap.String("mode", string(mode)), zap.String("nats", redact.URL(natsURL)),
 		zap.String("http", httpDesc), zap.String("version", version))
 	if ready != nil {
 		ready(httpAddr, natsURL)
@@ -365,7 +399,40 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 	return nil
 }
 
-func httpHandler(m *manager.Manager, nc *nats.Conn, reg *prometheus.Registry) http.Handler {
+// embeddedOptions turns the --embedded-nats-* flags into natsembed's
+// options: a lone server without --embedded-nats-cluster-listen, else a
+// cluster node named after the host unless --embedded-nats-name says.
+func embeddedOptions(o options) ([]natsembed.Option, error) {
+	name := o.embeddedName
+	if o.cluster.Listen == "" {
+		if len(o.cluster.Routes) > 0 {
+			return nil, errors.New("--embedded-nats-routes needs --embedded-nats-cluster-listen: a node that routes to others must accept their routes")
+		}
+		if name != "" {
+			return []natsembed.Option{natsembed.WithServerName(name)}, nil
+		}
+		return nil, nil
+	}
+	for _, r := range o.cluster.Routes {
+		if _, err := natsembed.ParseRoute(r); err != nil {
+			return nil, err
+		}
+	}
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server name: %w; set --embedded-nats-name", err)
+		}
+		name = h
+	}
+	return []natsembed.Option{natsembed.WithServerName(name), natsembed.WithCluster(o.cluster)}, nil
+}
+
+// httpHandler serves /healthz, /readyz and /metrics. /readyz answers why it
+// is not ready in generic words only: a database error names the user, the
+// database and the host, and whoever can reach the port need not learn them;
+// the detail goes to the log.
+func httpHandler(m *manager.Manager, nc *nats.Conn, reg *prometheus.Registry, log *zap.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -374,11 +441,13 @@ func httpHandler(m *manager.Manager, nc *nats.Conn, reg *prometheus.Registry) ht
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := m.Ready(ctx); err != nil {
-			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
+			log.Warn("not ready: database unreachable", zap.Error(err))
+			http.Error(w, "database unavailable", http.StatusServiceUnavailable)
 			return
 		}
 		if !nc.IsConnected() {
-			http.Error(w, "nats: "+nc.Status().String(), http.StatusServiceUnavailable)
+			log.Warn("not ready: NATS not connected", zap.String("status", nc.Status().String()))
+			http.Error(w, "nats unavailable: "+nc.Status().String(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")

@@ -69,7 +69,12 @@ func (e *Env) Connect(t testing.TB) *nats.Conn {
 // and database pool; version distinguishes replicas in discovery.
 func (e *Env) AddManager(t testing.TB, version string) *manager.Manager {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), e.DBURL)
+	pcfg, err := pgxpool.ParseConfig(e.DBURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manager.TunePool(pcfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
