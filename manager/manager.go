@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -291,10 +290,7 @@ func (m *Manager) dispatch(ctx context.Context, nc *nats.Conn, method string, h 
 			if err != nil {
 				e := m.toRPCError(method, err)
 				code = string(e.Code)
-				msg.Data, _ = json.Marshal(e)
-				msg.Header = nats.Header{}
-				msg.Header.Set(rpc.HeaderErrorCode, strconv.Itoa(e.Code.Status()))
-				msg.Header.Set(rpc.HeaderError, e.Message)
+				msg = rpc.ErrorMsg(reply, e)
 			}
 			if reply != "" {
 				if perr := nc.PublishMsg(msg); perr != nil {
@@ -356,9 +352,8 @@ func (m *Manager) handle(ctx context.Context, method string, h handlerFunc, hdr 
 // unavailable, which callers retry, and anything else as internal (the
 // details go to the log, not to the caller).
 func (m *Manager) toRPCError(method string, err error) *rpc.Error {
-	var re *rpc.Error
-	if errors.As(err, &re) {
-		return re
+	if e := rpc.AsError(err); e != nil {
+		return e
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
