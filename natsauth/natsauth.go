@@ -145,7 +145,7 @@ const ResponseExpiry = "10m"
 
 // Config renders the nats-server authorization block for ids: one nkey
 // user each, with its permissions. A server (or each server of a cluster)
-// includes the file: "include novanet-auth.conf". A client without a key
+// includes the file: "include novanet-authorization.conf". A client without a key
 // of ids is refused.
 func Config(ids []Identity) []byte {
 	ids = append([]Identity(nil), ids...)

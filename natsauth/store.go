@@ -15,7 +15,7 @@ import (
 )
 
 // ConfigFile is the name of the generated authorization block in a Store.
-const ConfigFile = "novanet-auth.conf"
+const ConfigFile = "novanet-authorization.conf"
 
 // ErrExists is returned when adding an identity that is already there.
 var ErrExists = errors.New("identity exists")
