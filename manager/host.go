@@ -144,31 +144,42 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 // did, and returns the agents that serve the instance's addresses: for
 // multi-host networks the address's own host, else the network's host. A
 // network that no agent can serve yet keeps no host. One statement: it is
-// on the allocation path.
+// on the allocation path. It writes (and so locks) a network row only when
+// it gives the network a host: a network that has one, or for which no
+// host can be chosen, is only read, and the host is only looked for when
+// some network needs one.
 func assignHostsAndTargets(ctx context.Context, tx pgx.Tx, ids []int64, preferred, inst string) ([]hostTarget, error) {
-	rows, err := tx.Query(ctx, `
-		WITH a AS (
-			UPDATE networks n SET host = coalesce(
+	rows, err := tx.Query(ctx, assignHostsSQL, ids, preferred, aliveWindow.Seconds(), inst)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanTarget)
+}
+
+func scanTarget(r pgx.CollectableRow) (hostTarget, error) {
+	var t hostTarget
+	err := r.Scan(&t.host, &t.network)
+	return t, err
+}
+
+const assignHostsSQL = `
+		WITH need AS (
+			SELECT id FROM networks WHERE id = ANY($1) AND host IS NULL AND NOT multi_host),
+		pick AS (
+			SELECT coalesce(
 				(SELECT name FROM hosts WHERE name = $2),
 				(SELECT h.name FROM hosts h WHERE h.last_seen > now() - make_interval(secs => $3)
-					ORDER BY (SELECT count(*) FROM networks x WHERE x.host = h.name), h.name LIMIT 1)),
-				updated_at = now()
-			WHERE n.id = ANY($1) AND n.host IS NULL AND NOT n.multi_host
+					ORDER BY (SELECT count(*) FROM networks x WHERE x.host = h.name), h.name LIMIT 1)) AS host
+			WHERE EXISTS (SELECT 1 FROM need)),
+		a AS (
+			UPDATE networks n SET host = pick.host, updated_at = now()
+			FROM need, pick WHERE n.id = need.id AND pick.host IS NOT NULL AND n.host IS NULL
 			RETURNING n.id, n.host)
 		SELECT DISTINCT t.host, t.id FROM (
 			SELECT CASE WHEN n.multi_host THEN f.host ELSE coalesce(a.host, n.host) END AS host, n.id
 			FROM fixed_ips f JOIN networks n ON n.id = f.network_id LEFT JOIN a ON a.id = n.id
 			WHERE f.instance_uuid = $4) t
-		WHERE t.host IS NOT NULL`, ids, preferred, aliveWindow.Seconds(), inst)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (hostTarget, error) {
-		var t hostTarget
-		err := r.Scan(&t.host, &t.network)
-		return t, err
-	})
-}
+		WHERE t.host IS NOT NULL`
 
 // instanceTargets returns the agents that serve an instance's addresses.
 func instanceTargets(ctx context.Context, tx pgx.Tx, inst string) ([]hostTarget, error) {
