@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -61,6 +62,8 @@ type options struct {
 	workers       int
 	disassociate  time.Duration
 	sweepEvery    time.Duration
+	reqTimeout    time.Duration
+	reqIDWindow   time.Duration
 	autoAssign    bool
 	floatingPool  string
 	floatingQuota int
@@ -151,7 +154,11 @@ NATS reachable) and /metrics (Prometheus).`,
 	f.IntVar(&o.workers, "workers", 64, "requests this replica handles at once")
 	f.DurationVar(&o.disassociate, "disassociate-timeout", 10*time.Minute,
 		"free a deallocated fixed IP whose DHCP release never came after this long")
-	f.DurationVar(&o.sweepEvery, "sweep-interval", time.Minute, "how often to look for such fixed IPs")
+	f.DurationVar(&o.sweepEvery, "sweep-interval", time.Minute, "how often to look for such fixed IPs (and forget old request ids)")
+	f.DurationVar(&o.reqTimeout, "request-timeout", 30*time.Second,
+		"longest a request may take from when it reaches this replica, also when the caller's deadline is later")
+	f.DurationVar(&o.reqIDWindow, "request-id-window", 24*time.Hour,
+		"how long replies to requests with a request id are kept: a retry with the same id within it gets the same reply")
 	f.BoolVar(&o.autoAssign, "auto-assign-floating-ip", false,
 		"give every new instance a floating IP from --default-floating-pool, associated with its first fixed IP")
 	f.StringVar(&o.floatingPool, "default-floating-pool", rpc.DefaultFloatingPool, "floating pool of requests that name none")
@@ -320,7 +327,7 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 		fields := []zap.Field{zap.String("url", redact.URL(natsURL)), zap.String("name", ns.Name())}
 		if r := ns.RouteURL(); r != "" {
 			fields = append(fields, zap.String("cluster", o.cluster.Name), zap.String("routes_listen", r),
-				zap.Strings("routes", o.cluster.Routes))
+				zap.String("routes", redact.URL(strings.Join(o.cluster.Routes, ","))))
 		}
 		log.Info("embedded nats-server started", fields...)
 	}
@@ -338,10 +345,11 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if o.disassociate <= 0 || o.sweepEvery <= 0 {
-		return fmt.Errorf("--disassociate-timeout and --sweep-interval must be positive")
+	if o.disassociate <= 0 || o.sweepEvery <= 0 || o.reqTimeout <= 0 || o.reqIDWindow <= 0 {
+		return fmt.Errorf("--disassociate-timeout, --sweep-interval, --request-timeout and --request-id-window must be positive")
 	}
 	m, err := manager.New(pool, log, manager.Config{Mode: mode, Workers: o.workers, Version: version,
+		RequestTimeout: o.reqTimeout, RequestIDWindow: o.reqIDWindow,
 		DisassociateTimeout: o.disassociate, AutoAssignFloatingIP: o.autoAssign,
 		DefaultFloatingPool: o.floatingPool, FloatingIPQuota: o.floatingQuota}, reg)
 	if err != nil {
