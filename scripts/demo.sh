@@ -273,21 +273,8 @@ done
 ip -n "$HV" -br addr | indent
 
 # -- the VMs ------------------------------------------------------------------------
-cat >"$TMP/udhcpc.sh" <<'EOF'
-#!/bin/sh
-# busybox udhcpc event script for a demo VM: apply what the server gave.
-env | grep -E '^(ip|mask|router|dns|domain|mtu|interface|hostname)=' | sort > "$STATE/udhcpc-$1.env"
-case "$1" in
-deconfig) ip -4 addr flush dev "$interface"; ip link set dev "$interface" up ;;
-bound|renew)
-	[ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
-	ip -4 addr flush dev "$interface"
-	ip addr add "$ip/$mask" dev "$interface"
-	for r in $router; do ip route replace default via "$r" dev "$interface"; break; done ;;
-esac
-exit 0
-EOF
-chmod 0755 "$TMP/udhcpc.sh"
+# The VMs' busybox udhcpc event script, shared with the tests.
+install -m 0755 linuxnet/nstest/udhcpc.sh "$TMP/udhcpc.sh"
 
 for i in 0 1; do
 	n=$((i + 1)) vm=${VMS[i]} mac=${MACS[i]} want=${IPS[i]}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -338,7 +339,7 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 		fields := []zap.Field{zap.String("url", redact.URL(natsURL)), zap.String("name", ns.Name())}
 		if r := ns.RouteURL(); r != "" {
 			fields = append(fields, zap.String("cluster", o.cluster.Name), zap.String("routes_listen", r),
-				zap.Strings("routes", o.cluster.Routes))
+				zap.String("routes", redact.URL(strings.Join(o.cluster.Routes, ","))))
 		}
 		log.Info("embedded nats-server started", fields...)
 	}

@@ -158,9 +158,11 @@ func TestServeEmbeddedCluster(t *testing.T) {
 	s1 := serve(t, vars, "--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "", "--log-format", "console",
 		"--embedded-nats-name", "m1", "--embedded-nats-cluster-listen", routes)
 	s2 := serve(t, vars, "--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "", "--log-format", "console",
-		"--embedded-nats-name", "m2", "--embedded-nats-cluster-listen", "127.0.0.1:0", "--embedded-nats-routes", "nats-route://"+routes)
-	if !strings.Contains(s2.stderr.String(), `"cluster": "novanet"`) {
-		t.Errorf("no cluster in the log: %s", s2.stderr)
+		"--embedded-nats-name", "m2", "--embedded-nats-cluster-listen", "127.0.0.1:0",
+		"--embedded-nats-routes", "nats-route://"+routes+",nats-route://route-user:route-secret@127.0.0.1:1")
+	if log := s2.stderr.String(); !strings.Contains(log, `"cluster": "novanet"`) || strings.Contains(log, "route-secret") ||
+		!strings.Contains(log, "route-user:xxxxx@127.0.0.1:1") {
+		t.Errorf("no cluster in the log, or a route's password: %s", log)
 	}
 
 	// On m1's node as a manager (only managers may subscribe to manager
