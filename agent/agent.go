@@ -9,6 +9,7 @@ package agent
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -56,6 +57,10 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// ConvergeInterval: how often the whole host is converged; default 60s.
 	ConvergeInterval time.Duration
+	// Instance identifies this agent process to the manager, which refuses
+	// a second live agent under the same host name; default: a random id
+	// made by New.
+	Instance string
 }
 
 // Agent converges one host.
@@ -92,6 +97,9 @@ func New(cfg Config, log *zap.Logger, mgr Manager, drv hostnet.Driver, host Host
 	}
 	if cfg.ConvergeInterval <= 0 {
 		cfg.ConvergeInterval = time.Minute
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = rand.Text()
 	}
 	st, err := newStore(cfg.StateDir)
 	if err != nil {
@@ -242,9 +250,13 @@ func (a *Agent) applyHost(ctx context.Context) ([]string, error) {
 
 // register announces the host; it is also the heartbeat.
 func (a *Agent) register(ctx context.Context) error {
-	_, err := a.mgr.RegisterHost(ctx, rpc.RegisterHostRequest{Host: a.cfg.Host, Driver: a.cfg.Driver, Version: a.cfg.Version})
+	_, err := a.mgr.RegisterHost(ctx, rpc.RegisterHostRequest{Host: a.cfg.Host, Driver: a.cfg.Driver,
+		Version: a.cfg.Version, Instance: a.cfg.Instance})
 	return err
 }
+
+// Instance is the id the agent registers with.
+func (a *Agent) Instance() string { return a.cfg.Instance }
 
 // Serve registers the agent's endpoints on nc: novanet.host.<host>.<method>.
 func (a *Agent) Serve(ctx context.Context, nc *nats.Conn) (micro.Service, error) {
@@ -336,7 +348,11 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = svc.Stop() }()
+	defer func() {
+		if svc != nil {
+			_ = svc.Stop()
+		}
+	}()
 
 	// Notices sent while the connection was down (a NATS node failing
 	// over, say) found no one: converge in full once it is back.
@@ -350,13 +366,35 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 
 	registered := false
 	tryRegister := func() {
-		if err := a.register(ctx); err != nil {
+		err := a.register(ctx)
+		switch {
+		case errors.Is(err, rpc.ErrConflict):
+			// Another live agent has this host name: stop answering the
+			// host's subjects (the queue group would split its notices)
+			// and change nothing until the name is ours.
+			a.log.Error("registration refused: another agent has this host name", zap.String("host", a.cfg.Host),
+				zap.String("instance", a.cfg.Instance), zap.Error(err))
+			if svc != nil {
+				_ = svc.Stop()
+				svc = nil
+			}
+			registered = false
+			return
+		case err != nil:
 			a.log.Warn("register with the manager", zap.Error(err))
 			registered = false
 			return
 		}
+		if svc == nil {
+			if svc, err = a.Serve(ctx, nc); err != nil {
+				a.log.Warn("serve the host's subjects", zap.Error(err))
+				registered = false
+				return
+			}
+		}
 		if !registered {
-			a.log.Info("registered", zap.String("host", a.cfg.Host), zap.String("driver", a.cfg.Driver))
+			a.log.Info("registered", zap.String("host", a.cfg.Host), zap.String("driver", a.cfg.Driver),
+				zap.String("instance", a.cfg.Instance))
 		}
 		registered = true
 	}

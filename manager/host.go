@@ -29,7 +29,7 @@ type hostTarget struct {
 	network int64
 }
 
-const hostColumns = `name, driver, version, created_at, last_seen,
+const hostColumns = `name, driver, version, instance, created_at, last_seen,
 	last_seen > now() - make_interval(secs => $1),
 	(SELECT count(*) FROM networks WHERE host = hosts.name)`
 
@@ -38,12 +38,16 @@ func scanHost(row pgx.Row) (rpc.HostInfo, error) {
 		h             rpc.HostInfo
 		created, seen time.Time
 	)
-	err := row.Scan(&h.Name, &h.Driver, &h.Version, &created, &seen, &h.Alive, &h.Networks)
+	err := row.Scan(&h.Name, &h.Driver, &h.Version, &h.Instance, &created, &seen, &h.Alive, &h.Networks)
 	h.CreatedAt, h.LastSeen = created.UTC().Format(time.RFC3339), seen.UTC().Format(time.RFC3339)
 	return h, err
 }
 
-// RegisterHost records an agent, or its heartbeat.
+// RegisterHost records an agent, or its heartbeat. A registration from
+// another agent instance than the one registered is refused (conflict)
+// while that one is alive: two agents with one host name would both build
+// the host's networks and split its notices. Once its heartbeat is stale
+// (a restarted agent, a replaced machine), the new instance takes over.
 func (m *Manager) RegisterHost(ctx context.Context, req rpc.RegisterHostRequest) (rpc.HostInfo, error) {
 	if err := rpc.ValidateHostName(req.Host); err != nil {
 		return rpc.HostInfo{}, &rpc.Error{Code: rpc.CodeInvalidArgument, Message: err.Error(), Field: "host"}
@@ -54,10 +58,30 @@ func (m *Manager) RegisterHost(ctx context.Context, req rpc.RegisterHostRequest)
 	if len(req.Version) > 64 {
 		return rpc.HostInfo{}, badArg("version", "version %q is longer than 64 bytes", truncate(req.Version))
 	}
-	return scanHost(m.pool.QueryRow(ctx, `
-		INSERT INTO hosts (name, driver, version) VALUES ($2, $3, $4)
-		ON CONFLICT (name) DO UPDATE SET driver = EXCLUDED.driver, version = EXCLUDED.version, last_seen = now()
-		RETURNING `+hostColumns, aliveWindow.Seconds(), req.Host, req.Driver, req.Version))
+	if len(req.Instance) > 64 {
+		return rpc.HostInfo{}, badArg("instance", "instance %q is longer than 64 bytes", truncate(req.Instance))
+	}
+	// One statement: the row is updated only when the instance is the
+	// registered one, or either is unknown, or the registered one is no
+	// longer alive; otherwise nothing is returned.
+	h, err := scanHost(m.pool.QueryRow(ctx, `
+		INSERT INTO hosts (name, driver, version, instance) VALUES ($2, $3, $4, $5)
+		ON CONFLICT (name) DO UPDATE SET driver = EXCLUDED.driver, version = EXCLUDED.version,
+			instance = CASE WHEN EXCLUDED.instance = '' THEN hosts.instance ELSE EXCLUDED.instance END,
+			last_seen = now()
+		WHERE hosts.instance = EXCLUDED.instance OR hosts.instance = '' OR EXCLUDED.instance = ''
+			OR hosts.last_seen <= now() - make_interval(secs => $1)
+		RETURNING `+hostColumns, aliveWindow.Seconds(), req.Host, req.Driver, req.Version, req.Instance))
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return h, err
+	}
+	cur, err := scanHost(m.pool.QueryRow(ctx, `SELECT `+hostColumns+` FROM hosts WHERE name = $2`, aliveWindow.Seconds(), req.Host))
+	if err != nil {
+		return rpc.HostInfo{}, err
+	}
+	return rpc.HostInfo{}, &rpc.Error{Code: rpc.CodeConflict, Field: "host", Message: fmt.Sprintf(
+		"host %s is registered by agent instance %s, alive (last seen %s); agent instance %s refused: two agents with one host name (give each hypervisor its own --host, or stop the other agent: a stopped agent's name is free %s after its last heartbeat)",
+		req.Host, cur.Instance, cur.LastSeen, req.Instance, aliveWindow)}
 }
 
 // ListHosts returns every registered agent.

@@ -2,6 +2,7 @@ package manager_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -309,4 +310,46 @@ func TestHostMethodsTakeTheHostFromTheSubject(t *testing.T) {
 			t.Errorf("host of %s: %q, want none", s, got)
 		}
 	}
+}
+
+func TestRegisterRefusesASecondLiveAgent(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	first := rpc.RegisterHostRequest{Host: "hv1", Driver: "flatdhcp", Instance: "first-instance"}
+	second := rpc.RegisterHostRequest{Host: "hv1", Driver: "flatdhcp", Instance: "second-instance"}
+	h, err := env.Client.RegisterHost(ctx, first)
+	if err != nil || h.Instance != "first-instance" {
+		t.Fatalf("first registration: %+v, %v", h, err)
+	}
+	// Its heartbeat is a registration too.
+	if _, err := env.Client.RegisterHost(ctx, first); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	_, err = env.Client.RegisterHost(ctx, second)
+	wantCode(t, "a second agent under hv1", err, rpc.CodeConflict)
+	if err == nil || !strings.Contains(err.Error(), "first-instance") || !strings.Contains(err.Error(), "second-instance") {
+		t.Errorf("refusal %v, want both instances named", err)
+	}
+	var inst string
+	if err := env.Pool.QueryRow(ctx, `SELECT instance FROM hosts WHERE name = 'hv1'`).Scan(&inst); err != nil || inst != "first-instance" {
+		t.Errorf("after the refusal hv1 is instance %q (%v), want first-instance", inst, err)
+	}
+	// An agent that sends no instance (an older one) is not checked.
+	if _, err := env.Client.RegisterHost(ctx, rpc.RegisterHostRequest{Host: "hv1", Driver: "flatdhcp"}); err != nil {
+		t.Errorf("registration without an instance: %v", err)
+	}
+	_, err = env.Client.RegisterHost(ctx, rpc.RegisterHostRequest{Host: "hv1", Driver: "flatdhcp", Instance: strings.Repeat("x", 65)})
+	wantCode(t, "instance of 65 bytes", err, rpc.CodeInvalidArgument)
+
+	// The first agent stops heartbeating: once it is not alive, a new
+	// instance (the restarted agent) takes the name, and the old one is
+	// the one refused.
+	if _, err := env.Pool.Exec(ctx, `UPDATE hosts SET last_seen = now() - interval '1 hour' WHERE name = 'hv1'`); err != nil {
+		t.Fatal(err)
+	}
+	h, err = env.Client.RegisterHost(ctx, second)
+	if err != nil || h.Instance != "second-instance" || !h.Alive {
+		t.Fatalf("registration after the first agent went quiet: %+v, %v", h, err)
+	}
+	_, err = env.Client.RegisterHost(ctx, first)
+	wantCode(t, "the old agent back while the new one is alive", err, rpc.CodeConflict)
 }

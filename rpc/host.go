@@ -84,6 +84,12 @@ type RegisterHostRequest struct {
 	Host    string `json:"host"`
 	Driver  string `json:"driver"` // flat, flatdhcp or vlan
 	Version string `json:"version,omitempty"`
+	// Instance identifies the agent process: a random id it makes at
+	// start (at most 64 bytes). While the host's agent is alive (seen
+	// within three heartbeat intervals), a registration from another
+	// instance is refused with conflict: two agents with one host name.
+	// Empty (older agents): not checked.
+	Instance string `json:"instance,omitempty"`
 }
 
 // HostInfo is one registered agent.
@@ -91,6 +97,7 @@ type HostInfo struct {
 	Name      string `json:"name"`
 	Driver    string `json:"driver"`
 	Version   string `json:"version"`
+	Instance  string `json:"instance,omitempty"` // the agent instance last registered
 	CreatedAt string `json:"created_at"`
 	LastSeen  string `json:"last_seen"`
 	// Alive: seen within three heartbeat intervals.
