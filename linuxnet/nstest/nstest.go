@@ -1,20 +1,26 @@
 // Package nstest provides throwaway network namespaces for privileged tests.
 //
-// Every namespace is named after the test and the process id, is created
-// fresh, and is deleted (after killing any process still inside it) by
-// t.Cleanup. Nothing in this package touches the caller's own namespace.
+// Every namespace is named after the test and the process id
+// (nn-<test>-<pid>-<seq>), is created fresh, and is deleted (after killing
+// any process still inside it) by t.Cleanup. A test binary killed before
+// its cleanups ran (go test's -timeout, say) leaves its namespaces behind:
+// the first New of every later run sweeps them (Sweep). Nothing in this
+// package touches the caller's own namespace.
 package nstest
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -48,6 +54,11 @@ var seq atomic.Int64
 func New(t testing.TB) *NS {
 	t.Helper()
 	RequireRoot(t)
+	sweepOnce.Do(func() {
+		for _, err := range Sweep() {
+			t.Logf("sweeping leftover namespaces: %v", err)
+		}
+	})
 	name := uniqueName(t.Name())
 
 	created := make(chan error, 1)
@@ -114,6 +125,74 @@ func uniqueName(testName string) string {
 		s = s[:40]
 	}
 	return fmt.Sprintf("nn-%s-%d-%d", s, os.Getpid(), seq.Add(1))
+}
+
+var sweepOnce sync.Once
+
+// leftover matches the names New makes; the group is the process id.
+var leftover = regexp.MustCompile(`^nn-.*-([0-9]+)-[0-9]+$`)
+
+// Sweep deletes the namespaces New made in processes that are gone (test
+// binaries killed before their cleanups ran), after killing every process
+// still inside them (a dnsmasq, a udhcpc), and returns what it could not
+// do. Namespaces of live processes, and any not named by New, are left
+// alone. New calls it once per process.
+func Sweep() []error {
+	ents, err := os.ReadDir("/var/run/netns")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	for _, e := range ents {
+		m := leftover.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		pid, err := strconv.Atoi(m[1])
+		if err != nil || pid == os.Getpid() || alive(pid) {
+			continue
+		}
+		ns := &NS{Name: e.Name(), Path: filepath.Join("/var/run/netns", e.Name())}
+		if err := ns.killEverything(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := netns.DeleteNamed(e.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("netns %s: delete: %w", e.Name(), err))
+		}
+	}
+	return errs
+}
+
+// alive tells whether process pid exists (and is not a zombie).
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return (err == nil || errors.Is(err, syscall.EPERM)) && !zombie(pid)
+}
+
+// killEverything kills every process in the namespace and waits (up to
+// 5s) until none is left alive.
+func (n *NS) killEverything() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids, err := n.Pids()
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("netns %s: processes %v still alive after SIGKILL", n.Name, pids)
+		}
+		for _, p := range pids {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Do runs fn with the calling goroutine's work moved into the namespace.
