@@ -13,7 +13,7 @@ import (
 	"novanet/db/migrations"
 )
 
-// The manager uses two database roles (docs/decisions/010-runtime-role.md):
+// The manager uses two database roles (docs/decisions/012-runtime-role.md):
 // the owner of the schema, which runs migrations (--migrate-database-url),
 // and a runtime role with DML only, which serves (--database-url). With
 // only --database-url, one role does both.

@@ -12,10 +12,11 @@ import (
 
 // GrantRuntime gives role, the database role network-manager serves with,
 // exactly what serving needs and nothing more
-// (docs/decisions/010-runtime-role.md): SELECT, INSERT, UPDATE and DELETE on every table of the schema
-// (SELECT only on the migrations' own version table), USAGE on its
-// sequences and on the schema; whatever else it was granted on them is
-// revoked. It owns nothing, so it can run no DDL. Run it, as the role that
+// (docs/decisions/012-runtime-role.md): SELECT, INSERT, UPDATE and DELETE
+// on every table of the schema (SELECT only on the migrations' own version
+// table), USAGE on its sequences and on the schema; whatever else it was
+// granted on them is revoked. It owns nothing, so it can run no DDL. Run
+// it, as the role that
 // owns the schema, after every migration: Up's new tables need it too.
 //
 // It refuses a role that is the one running it, a member of it (which
