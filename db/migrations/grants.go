@@ -16,8 +16,8 @@ import (
 // on every table of the schema (SELECT only on the migrations' own version
 // table), USAGE on its sequences and on the schema; whatever else it was
 // granted on them is revoked. It owns nothing, so it can run no DDL. Run
-// it, as the role that
-// owns the schema, after every migration: Up's new tables need it too.
+// it, as the role that owns the schema, after every migration: Up's new
+// tables need it too.
 //
 // It refuses a role that is the one running it, a member of it (which
 // would inherit its ownership) or a superuser. The role must exist:
