@@ -104,7 +104,8 @@ func (a *Agent) HandleEvent(ctx context.Context, line []byte) error {
 	if ev.Action == dnsmasq.EventDel {
 		method = rpc.MethodReleaseFixedIP
 	}
-	if err := a.mgr.Call(ctx, method, req, nil); err != nil {
+	// On this host's subject: NATS lets an agent speak for its host only.
+	if err := a.mgr.Call(ctx, rpc.HostMethod(a.cfg.Host, method), req, nil); err != nil {
 		return fmt.Errorf("%s %s: %w", method, req.Address, err)
 	}
 	a.log.Info("dhcp event", zap.String("action", string(ev.Action)), zap.String("address", req.Address), zap.String("mac", req.MAC))

@@ -98,6 +98,31 @@ func bound(t *testing.T, hv *nstest.NS, addr string) bool {
 	return strings.Contains(hv.Run(t, "ip", "-4", "-o", "addr", "show", "dev", "pub0"), " "+addr+"/32 ")
 }
 
+// oldHostMAC is where the public side's neighbour entry for a floating
+// address points before it moves here: the host that had it before.
+const oldHostMAC = "02:00:5e:00:53:01"
+
+// staleNeighbour makes ns believe, as a stale entry, that addr is at
+// oldHostMAC: a neighbour that last reached the floating address on
+// another host. Only a gratuitous ARP for addr itself corrects it before
+// the neighbour sends there again.
+func staleNeighbour(t *testing.T, ns *nstest.NS, addr string) {
+	t.Helper()
+	ns.Run(t, "ip", "neigh", "replace", addr, "lladdr", oldHostMAC, "dev", "eth0", "nud", "stale")
+}
+
+// neighbourMAC returns the link-layer address of ns's neighbour entry for
+// addr on eth0 ("" when it has none).
+func neighbourMAC(t *testing.T, ns *nstest.NS, addr string) string {
+	f := strings.Fields(ns.Run(t, "ip", "neigh", "show", addr, "dev", "eth0"))
+	for i, w := range f {
+		if w == "lladdr" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
 func TestFloatingIPEndToEnd(t *testing.T) {
 	nstest.RequireRoot(t)
 	env := testenv.Start(t, "flatdhcp")
@@ -131,10 +156,20 @@ func TestFloatingIPEndToEnd(t *testing.T) {
 	if err := ping(pub, float); err == nil {
 		t.Fatalf("%s answers before it is associated", float)
 	}
+	pub0, err := hv.Handle.LinkByName("pub0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostMAC := pub0.Attrs().HardwareAddr.String()
+	staleNeighbour(t, pub, float)
 	if _, err := env.Client.AssociateFloatingIP(ctx, rpc.AssociateFloatingIPRequest{FloatingAddress: float, FixedAddress: fixed}); err != nil {
 		t.Fatal(err)
 	}
 	nstest.Eventually(t, 30*time.Second, float+" bound on pub0", func() bool { return bound(t, hv, float) })
+	// The gratuitous ARP names the floating address, so the public side's
+	// stale entry moves to this host before anything is sent.
+	nstest.Eventually(t, 30*time.Second, "the gratuitous ARP moves "+float+" to "+hostMAC,
+		func() bool { return neighbourMAC(t, pub, float) == hostMAC })
 	wantFirewall(t, env, hv, cfg)
 	if err := ping(pub, float); err != nil {
 		t.Error(err)
@@ -164,8 +199,11 @@ func TestFloatingIPEndToEnd(t *testing.T) {
 	nstest.Eventually(t, 30*time.Second, float+" bound again", func() bool { return bound(t, hv, float) })
 	ag.stop()
 	hv.Run(t, "ip", "addr", "del", float+"/32", "dev", "pub0")
+	staleNeighbour(t, pub, float)
 	ag.start()
 	nstest.Eventually(t, 30*time.Second, float+" bound after the restart", func() bool { return bound(t, hv, float) })
+	nstest.Eventually(t, 30*time.Second, "the gratuitous ARP after the restart moves "+float+" to "+hostMAC,
+		func() bool { return neighbourMAC(t, pub, float) == hostMAC })
 	wantFirewall(t, env, hv, cfg)
 	if err := ping(pub, float); err != nil {
 		t.Error(err)

@@ -49,10 +49,11 @@ func TestFlatDHCPInNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := flatdhcp.New(cfg, links, servers)
+	drv, err := flatdhcp.New(cfg, links, servers)
 	if err != nil {
 		t.Fatal(err)
 	}
+	d := hostnettest.Driver{Driver: drv} // takes rpc.HostNetwork, as the agent gets it
 	n := rpc.HostNetwork{
 		ID: 1, CIDR: "10.77.0.0/24", Gateway: "10.77.0.1", DHCPStart: "10.77.0.2", Bridge: "br100",
 		DNS: []string{"10.77.0.1"}, MTU: 1400, EnableDHCP: true,

@@ -398,4 +398,5 @@ func TestConcurrentAllocations(t *testing.T) {
 	if leaked != 0 || vifs != len(kept) || dupMACs != 0 {
 		t.Errorf("leaked addresses %d, interfaces %d (want %d), duplicate MACs %d", leaked, vifs, len(kept), dupMACs)
 	}
+	checkCounts(t, env)
 }

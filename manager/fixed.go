@@ -3,10 +3,13 @@ package manager
 import (
 	"context"
 	"errors"
+	mrand "math/rand/v2"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"novanet/rpc"
@@ -70,6 +73,26 @@ type allocNet struct {
 	id    int64
 	label string
 	addr  netip.Addr // requested address, if any
+	start int64      // the network's first address, as a number
+	size  int64      // its number of addresses
+}
+
+// allocNetColumns are what scanAllocNet reads, of networks n.
+const allocNetColumns = `n.id, n.label, host(n.cidr)::inet - '0.0.0.0'::inet, 1::bigint << (32 - masklen(n.cidr))`
+
+func scanAllocNet(r pgx.CollectableRow) (allocNet, error) {
+	var n allocNet
+	err := r.Scan(&n.id, &n.label, &n.start, &n.size)
+	return n, err
+}
+
+// defaultNetworks is the query of an instance's networks when it requests
+// none: the project's in VLAN mode, else every network without a project.
+func (m *Manager) defaultNetworks(project string) (string, []any) {
+	if m.cfg.Mode == ModeVLAN {
+		return "SELECT " + allocNetColumns + " FROM networks n WHERE n.project_id = $1 ORDER BY n.priority NULLS LAST, n.id", []any{project}
+	}
+	return "SELECT " + allocNetColumns + " FROM networks n WHERE n.project_id IS NULL ORDER BY n.priority NULLS LAST, n.id", nil
 }
 
 // AllocateForInstance gives an instance one virtual interface with a fixed
@@ -92,52 +115,248 @@ func (m *Manager) AllocateForInstance(ctx context.Context, req rpc.AllocateForIn
 			return rpc.NetworkInfo{}, err
 		}
 	}
-	var (
-		info              rpc.NetworkInfo
-		targets, floating []hostTarget
-	)
-	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
-		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
-			return err
+	tries := m.cfg.MACRetries
+	if len(macs) > 0 {
+		tries = 1
+	}
+	for i := 0; ; i++ {
+		info, targets, floating, err := m.allocateForInstance(ctx, inst, req, macs)
+		if errors.Is(err, errMACTaken) {
+			m.metrics.macCollisions.Inc()
+			if i+1 < tries {
+				continue // another random MAC, in a new transaction
+			}
+			if len(macs) > 0 {
+				return rpc.NetworkInfo{}, rpc.Errorf(rpc.CodeConflict, "a MAC of %v is already in use", macs)
+			}
+			return rpc.NetworkInfo{}, rpc.Errorf(rpc.CodeInternal, "no unique MAC after %d tries", tries)
 		}
-		var have bool
-		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM virtual_interfaces WHERE instance_uuid = $1)", inst).Scan(&have); err != nil {
-			return err
+		if err != nil {
+			return rpc.NetworkInfo{}, err
 		}
-		if !have {
-			nets, err := m.networksFor(ctx, tx, req.ProjectID, req.RequestedNetworks)
-			if err != nil {
-				return err
-			}
-			if len(macs) > 0 && len(macs) != len(nets) {
-				return badArg("macs", "%d MACs given for %d interfaces", len(macs), len(nets))
-			}
-			for i, n := range nets {
-				mac := ""
-				if len(macs) > 0 {
-					mac = macs[i]
-				}
-				if err := m.allocateOn(ctx, tx, inst, req.Host, req.ProjectID, n, mac); err != nil {
-					return err
-				}
-			}
-			if targets, err = assignHostsAndTargets(ctx, tx, netIDs(nets), req.Host, inst); err != nil {
-				return err
-			}
-			if m.cfg.AutoAssignFloatingIP {
-				if floating, err = m.autoAssignFloating(ctx, tx, inst, req.ProjectID); err != nil {
-					return err
-				}
-			}
-		}
-		info, err = instanceNWInfo(ctx, tx, inst)
-		return err
-	})
-	if err == nil {
 		m.notify(rpc.HostMethodSetup, targets)
 		m.notify(rpc.HostMethodRefresh, floating)
+		return info, nil
+	}
+}
+
+// allocateForInstance is one attempt of AllocateForInstance, in one
+// transaction. The common case costs two round trips to the database:
+// BEGIN, the instance lock, its state and its networks in one batch; the
+// allocations, the host assignment, the read-back and COMMIT in another.
+// Requested networks, a project's first network, a MAC that collides with
+// another on one of several networks and automatic floating IPs take the
+// general path, statement by statement, in the same transaction.
+func (m *Manager) allocateForInstance(ctx context.Context, inst string, req rpc.AllocateForInstanceRequest,
+	macs []string) (info rpc.NetworkInfo, targets, floating []hostTarget, err error) {
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1, hashtext($2))", lockInstance, inst)
+	b.Queue(instanceStateSQL, inst)
+	defaultNets := len(req.RequestedNetworks) == 0
+	if defaultNets {
+		q, args := m.defaultNetworks(req.ProjectID)
+		b.Queue(q, args...)
+	}
+	tx, br, err := beginBatch(ctx, m.pool, b)
+	if err != nil {
+		return info, nil, nil, err
+	}
+	defer tx.release(ctx)
+	var (
+		have  bool
+		owner string
+		nets  []allocNet
+	)
+	_, err = br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&have, &owner)
+	}
+	if err == nil && defaultNets {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			nets, err = pgx.CollectRows(rows, scanAllocNet)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return info, nil, nil, err
+	}
+	if owner != "" && owner != req.ProjectID {
+		return info, nil, nil, projectConflict(inst, owner, req.ProjectID)
+	}
+	if have {
+		// A retry: the instance's interfaces as they are.
+		info, err = readAndCommit(ctx, tx, inst)
+		return info, nil, nil, err
+	}
+	if len(nets) == 0 {
+		if nets, err = m.networksFor(ctx, tx, req.ProjectID, req.RequestedNetworks); err != nil {
+			return info, nil, nil, err
+		}
+	}
+	if len(macs) > 0 && len(macs) != len(nets) {
+		return info, nil, nil, badArg("macs", "%d MACs given for %d interfaces", len(macs), len(nets))
+	}
+	fast := !m.cfg.AutoAssignFloatingIP
+	for _, n := range nets {
+		fast = fast && !n.addr.IsValid()
+	}
+	if fast {
+		// One batch: each allocation fails the batch (and so the
+		// COMMIT at its end) when it cannot be made.
+		b := &pgx.Batch{}
+		for i, n := range nets {
+			mac := randomMAC()
+			if len(macs) > 0 {
+				mac = macs[i]
+			}
+			b.Queue(allocFreeSQL, m.allocArgs(inst, req.Host, req.ProjectID, n, mac, true)...)
+		}
+		b.Queue(assignHostsSQL, netIDs(nets), req.Host, aliveWindow.Seconds(), inst)
+		info, targets, err = fastAllocate(ctx, tx, inst, b)
+		if err != nil {
+			return info, nil, nil, allocError(err, nets)
+		}
+		return info, targets, nil, nil
+	}
+	for i, n := range nets {
+		mac := ""
+		if len(macs) > 0 {
+			mac = macs[i]
+		}
+		if err := m.allocateOn(ctx, tx, inst, req.Host, req.ProjectID, n, mac); err != nil {
+			return info, nil, nil, err
+		}
+	}
+	if targets, err = assignHostsAndTargets(ctx, tx, netIDs(nets), req.Host, inst); err != nil {
+		return info, nil, nil, err
+	}
+	if m.cfg.AutoAssignFloatingIP {
+		if floating, err = m.autoAssignFloating(ctx, tx, inst, req.ProjectID); err != nil {
+			return info, nil, nil, err
+		}
+	}
+	info, err = readAndCommit(ctx, tx, inst)
+	return info, targets, floating, err
+}
+
+// errMACTaken: the interface's MAC is another interface's.
+var errMACTaken = errors.New("MAC already in use")
+
+// SQLSTATEs that allocFreeSQL raises (through novanet_raise) when it
+// cannot allocate; the message is the network's id.
+const (
+	stateNoAddress = "NV001"
+	stateMACTaken  = "NV002"
+)
+
+// allocError turns the errors the fast path's allocations raise into the
+// API's.
+func allocError(err error, nets []allocNet) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case stateMACTaken:
+		return errMACTaken
+	case stateNoAddress:
+		label := pe.Message
+		for _, n := range nets {
+			if strconv.FormatInt(n.id, 10) == pe.Message {
+				label = n.label
+			}
+		}
+		return rpc.Errorf(rpc.CodeNoMoreAddresses, "network %s has no free fixed address", label)
+	}
+	return err
+}
+
+// fastAllocate sends b (the allocations and assignHostsSQL), the
+// read-back and COMMIT in one batch and returns what they returned.
+func fastAllocate(ctx context.Context, tx *pipeTx, inst string, b *pgx.Batch) (rpc.NetworkInfo, []hostTarget, error) {
+	allocs := b.Len() - 1
+	b.Queue(nwInfoSQL, inst)
+	b.Queue("COMMIT")
+	br := tx.SendBatch(ctx, b)
+	var (
+		info    rpc.NetworkInfo
+		targets []hostTarget
+		err     error
+	)
+	for i := 0; i < allocs && err == nil; i++ {
+		_, err = br.Exec()
+	}
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			targets, err = pgx.CollectRows(rows, scanTarget)
+		}
+	}
+	if err == nil {
+		info, err = readNWInfo(br, inst)
+	}
+	if err == nil {
+		err = commitResult(br, tx)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return info, targets, err
+}
+
+// readAndCommit reads an instance's network info and commits, in one
+// round trip.
+func readAndCommit(ctx context.Context, tx *pipeTx, inst string) (rpc.NetworkInfo, error) {
+	b := &pgx.Batch{}
+	b.Queue(nwInfoSQL, inst)
+	b.Queue("COMMIT")
+	br := tx.SendBatch(ctx, b)
+	info, err := readNWInfo(br, inst)
+	if err == nil {
+		err = commitResult(br, tx)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
 	return info, err
+}
+
+func readNWInfo(br pgx.BatchResults, inst string) (rpc.NetworkInfo, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return rpc.NetworkInfo{}, err
+	}
+	return scanNWInfo(rows, inst)
+}
+
+// commitResult reads the result of a COMMIT queued in a batch.
+func commitResult(br pgx.BatchResults, tx *pipeTx) error {
+	tag, err := br.Exec()
+	if err != nil {
+		return err
+	}
+	tx.committed()
+	if tag.String() == "ROLLBACK" {
+		return pgx.ErrTxCommitRollback
+	}
+	return nil
+}
+
+// instanceStateSQL reads whether an instance ($1) has interfaces, and the
+// project it was allocated for: its interfaces' or, when its last
+// interface was removed, the one remembered in instance_projects (” when
+// unknown).
+const instanceStateSQL = `SELECT EXISTS (SELECT 1 FROM virtual_interfaces WHERE instance_uuid = $1),
+	coalesce((SELECT project_id FROM virtual_interfaces WHERE instance_uuid = $1 AND project_id IS NOT NULL
+			ORDER BY id LIMIT 1),
+		(SELECT project_id FROM instance_projects WHERE instance_uuid = $1), '')`
+
+func projectConflict(inst, owner, project string) error {
+	return rpc.Errorf(rpc.CodeConflict, "instance %s was allocated for project %s, not %s: deallocate it first",
+		inst, truncate(owner), truncate(project))
 }
 
 func netIDs(nets []allocNet) []int64 {
@@ -167,7 +386,8 @@ func (m *Manager) networksFor(ctx context.Context, tx pgx.Tx, project string, re
 			seen[id] = true
 			n := allocNet{id: id}
 			var owner string
-			if err := tx.QueryRow(ctx, "SELECT label, coalesce(project_id, '') FROM networks WHERE id = $1", id).Scan(&n.label, &owner); err != nil {
+			if err := tx.QueryRow(ctx, "SELECT "+allocNetColumns+", coalesce(n.project_id, '') FROM networks n WHERE n.id = $1", id).
+				Scan(&n.id, &n.label, &n.start, &n.size, &owner); err != nil {
 				return nil, err
 			}
 			if owner != "" && owner != project {
@@ -184,11 +404,7 @@ func (m *Manager) networksFor(ctx context.Context, tx pgx.Tx, project string, re
 		}
 		return out, nil
 	}
-	query := "SELECT id, label FROM networks WHERE project_id IS NULL ORDER BY priority NULLS LAST, id"
-	var args []any
-	if m.cfg.Mode == ModeVLAN {
-		query, args = "SELECT id, label FROM networks WHERE project_id = $1 ORDER BY priority NULLS LAST, id", []any{project}
-	}
+	query, args := m.defaultNetworks(project)
 	nets, err := collectNets(ctx, tx, query, args...)
 	if err != nil || len(nets) > 0 {
 		return nets, err
@@ -204,10 +420,10 @@ func (m *Manager) networksFor(ctx context.Context, tx pgx.Tx, project string, re
 		return nets, err
 	}
 	nets, err = collectNets(ctx, tx, `
-		UPDATE networks SET project_id = $1, updated_at = now()
+		UPDATE networks n SET project_id = $1, updated_at = now()
 		WHERE id = (SELECT id FROM networks WHERE project_id IS NULL AND vlan IS NOT NULL
 			ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING id, label`, project)
+		RETURNING `+allocNetColumns, project)
 	if err != nil {
 		return nil, err
 	}
@@ -223,49 +439,90 @@ func collectNets(ctx context.Context, tx pgx.Tx, query string, args ...any) ([]a
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (allocNet, error) {
-		var n allocNet
-		err := r.Scan(&n.id, &n.label)
-		return n, err
-	})
+	return pgx.CollectRows(rows, scanAllocNet)
 }
 
-// allocateOn creates an interface on network n with a fixed IP, in one
-// statement: the interface row is only kept if an address was found. A
-// random MAC that collides is replaced, up to cfg.MACRetries times.
-func (m *Manager) allocateOn(ctx context.Context, tx pgx.Tx, inst, host, project string, n allocNet, mac string) error {
-	// The ORDER BY matches fixed_ips_free_idx (see the migration).
-	pick := `SELECT id FROM fixed_ips WHERE network_id = $3 AND ` + freeAddr + `
-		ORDER BY address - '0.0.0.0'::inet LIMIT 1 FOR UPDATE SKIP LOCKED`
-	args := []any{nil, inst, n.id, nilIfEmpty(host), nilIfEmpty(project)}
-	if n.addr.IsValid() {
-		pick = `SELECT id FROM fixed_ips WHERE network_id = $3 AND address = $6 AND ` + freeAddr + ` FOR UPDATE`
-		args = append(args, n.addr)
-	}
-	q := `
+// smallNetwork: on a network of at most this many addresses the lowest
+// free one is taken; on a larger one, the first free one from a random
+// point (wrapping at the end), so that concurrent allocations on one
+// network do not all walk, and queue at, the head of its free-address
+// index, and the walk does not lengthen as the network fills up.
+const smallNetwork = 256
+
+// pickFree chooses a free address of network $3 at or after address
+// number $6 (see smallNetwork), else the first before it. Both order by
+// the expression of fixed_ips_free_idx (see migration 1), which only that
+// index provides, so each is a range scan of it; the second runs only when
+// the first finds none.
+const pickFree = `SELECT coalesce(
+		(SELECT id FROM fixed_ips WHERE network_id = $3 AND ` + freeAddr + ` AND address - '0.0.0.0'::inet >= $6
+			ORDER BY address - '0.0.0.0'::inet LIMIT 1 FOR UPDATE SKIP LOCKED),
+		(SELECT id FROM fixed_ips WHERE network_id = $3 AND ` + freeAddr + ` AND address - '0.0.0.0'::inet < $6
+			ORDER BY address - '0.0.0.0'::inet LIMIT 1 FOR UPDATE SKIP LOCKED)) AS id`
+
+// pickAddr chooses the requested address $6 of network $3 if it is free.
+const pickAddr = `SELECT id FROM fixed_ips WHERE network_id = $3 AND address = $6 AND ` + freeAddr + ` FOR UPDATE`
+
+// allocSQL creates an interface (MAC $1, instance $2, network $3, project
+// $5) with the address pick chooses, held for host $4, in one statement:
+// the interface row is only written when an address was found. It returns
+// whether an address was found and whether the interface was made (not
+// when the MAC is taken); with $7 true it raises stateNoAddress or
+// stateMACTaken instead of returning a failure.
+func allocSQL(pick string) string {
+	return `
 		WITH ip AS (` + pick + `),
 		vif AS (
 			INSERT INTO virtual_interfaces (address, instance_uuid, network_id, project_id)
-			SELECT $1, $2, $3, $5::text WHERE EXISTS (SELECT 1 FROM ip)
+			SELECT $1, $2, $3, $5::text WHERE EXISTS (SELECT 1 FROM ip WHERE id IS NOT NULL)
 			ON CONFLICT (address) DO NOTHING
 			RETURNING id),
 		upd AS (
 			UPDATE fixed_ips f SET instance_uuid = $2, virtual_interface_id = vif.id, allocated = true,
 				host = $4, updated_at = now()
 			FROM vif, ip WHERE f.id = ip.id
-			RETURNING f.address)
-		SELECT EXISTS (SELECT 1 FROM ip), EXISTS (SELECT 1 FROM upd)`
+			RETURNING f.address),
+		r AS (SELECT EXISTS (SELECT 1 FROM ip WHERE id IS NOT NULL) AS found, EXISTS (SELECT 1 FROM upd) AS done)
+		SELECT found, done FROM r
+		WHERE done OR NOT $7::boolean
+			OR novanet_raise(CASE WHEN found THEN '` + stateMACTaken + `' ELSE '` + stateNoAddress + `' END, $3::text)`
+}
+
+var (
+	allocFreeSQL = allocSQL(pickFree)
+	allocAddrSQL = allocSQL(pickAddr)
+)
+
+// allocArgs are allocSQL's arguments for network n.
+func (m *Manager) allocArgs(inst, host, project string, n allocNet, mac string, raise bool) []any {
+	var at any = n.start
+	if n.addr.IsValid() {
+		at = n.addr
+	} else if n.size > smallNetwork {
+		at = n.start + mrand.Int64N(n.size)
+	}
+	return []any{mac, inst, n.id, nilIfEmpty(host), nilIfEmpty(project), at, raise}
+}
+
+// allocateOn creates an interface on network n with a fixed IP (see
+// allocSQL). A random MAC that collides is replaced, up to cfg.MACRetries
+// times.
+func (m *Manager) allocateOn(ctx context.Context, tx pgx.Tx, inst, host, project string, n allocNet, mac string) error {
+	q := allocFreeSQL
+	if n.addr.IsValid() {
+		q = allocAddrSQL
+	}
 	tries := m.cfg.MACRetries
 	if mac != "" {
 		tries = 1
 	}
 	for i := 0; i < tries; i++ {
-		args[0] = mac
-		if mac == "" || i > 0 {
-			args[0] = randomMAC()
+		try := mac
+		if mac == "" {
+			try = randomMAC()
 		}
 		var found, done bool
-		if err := tx.QueryRow(ctx, q, args...).Scan(&found, &done); err != nil {
+		if err := tx.QueryRow(ctx, q, m.allocArgs(inst, host, project, n, try, false)...).Scan(&found, &done); err != nil {
 			return err
 		}
 		switch {
@@ -309,6 +566,14 @@ func nilIfEmpty(s string) any {
 	return s
 }
 
+// deallocate_for_instance's statements for instance $1: its addresses stay
+// held (instance_uuid) until their release, its interfaces go.
+const (
+	deallocFixedSQL = `UPDATE fixed_ips SET allocated = false, virtual_interface_id = NULL, updated_at = now()
+		WHERE instance_uuid = $1 AND (allocated OR virtual_interface_id IS NOT NULL)`
+	deallocVIFsSQL = "DELETE FROM virtual_interfaces WHERE instance_uuid = $1"
+)
+
 // DeallocateForInstance removes an instance's interfaces. Its addresses
 // stay held, not allocated, until the DHCP release arrives or the
 // disassociate timeout passes. An instance with nothing allocated is not an
@@ -328,12 +593,14 @@ func (m *Manager) DeallocateForInstance(ctx context.Context, instance string) er
 		if err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE fixed_ips SET allocated = false, virtual_interface_id = NULL, updated_at = now()
-			WHERE instance_uuid = $1 AND (allocated OR virtual_interface_id IS NOT NULL)`, inst)
+		tag, err := tx.Exec(ctx, deallocFixedSQL, inst)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "DELETE FROM virtual_interfaces WHERE instance_uuid = $1", inst); err != nil {
+		if _, err := tx.Exec(ctx, deallocVIFsSQL, inst); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM instance_projects WHERE instance_uuid = $1", inst); err != nil {
 			return err
 		}
 		if tag.RowsAffected() > 0 {
@@ -383,13 +650,20 @@ func (m *Manager) AddFixedIPToInstance(ctx context.Context, req rpc.AddFixedIPRe
 				return err
 			}
 		}
-		// The instance's project, as its other interfaces record it, else
-		// the network's.
-		var project string
-		if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT project_id FROM virtual_interfaces
-				WHERE instance_uuid = $1 AND project_id IS NOT NULL ORDER BY id LIMIT 1),
-				(SELECT project_id FROM networks WHERE id = $2), '')`, inst, id).Scan(&project); err != nil {
+		// The instance's project, as its other interfaces record it (or
+		// instance_projects, once the last one was removed), else the
+		// network's.
+		var (
+			have    bool
+			project string
+		)
+		if err := tx.QueryRow(ctx, instanceStateSQL, inst).Scan(&have, &project); err != nil {
 			return err
+		}
+		if project == "" {
+			if err := tx.QueryRow(ctx, "SELECT coalesce(project_id, '') FROM networks WHERE id = $1", id).Scan(&project); err != nil {
+				return err
+			}
 		}
 		if err := m.allocateOn(ctx, tx, inst, req.Host, project, n, ""); err != nil {
 			return err
@@ -438,7 +712,10 @@ func (m *Manager) RemoveFixedIPFromInstance(ctx context.Context, instance, addre
 		} else if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "DELETE FROM virtual_interfaces WHERE id = $1", vif); err != nil {
+		// The instance keeps its project when this was its last interface.
+		if _, err := tx.Exec(ctx, `WITH v AS (DELETE FROM virtual_interfaces WHERE id = $1 RETURNING instance_uuid, project_id)
+			INSERT INTO instance_projects (instance_uuid, project_id) SELECT instance_uuid, project_id FROM v
+			WHERE project_id IS NOT NULL ON CONFLICT (instance_uuid) DO NOTHING`, vif); err != nil {
 			return err
 		}
 		if info, err = instanceNWInfo(ctx, tx, inst); err != nil {
@@ -456,7 +733,17 @@ func (m *Manager) RemoveFixedIPFromInstance(ctx context.Context, instance, addre
 
 // instanceNWInfo reads an instance's interfaces, networks and addresses.
 func instanceNWInfo(ctx context.Context, q querier, inst string) (rpc.NetworkInfo, error) {
-	rows, err := q.Query(ctx, `
+	rows, err := q.Query(ctx, nwInfoSQL, inst)
+	if err != nil {
+		return rpc.NetworkInfo{}, err
+	}
+	return scanNWInfo(rows, inst)
+}
+
+// nwInfoSQL reads the interfaces of instance $1 in id order, each with its
+// network and fixed IPs. virtual_interfaces_instance_idx (instance_uuid,
+// id) gives both the filter and the order.
+const nwInfoSQL = `
 		SELECT v.id, v.uuid::text, v.address::text, n.id, n.uuid::text, n.label, coalesce(n.bridge, ''),
 			coalesce(n.bridge_interface, ''), coalesce(n.vlan, 0), n.multi_host, coalesce(n.mtu, 0), n.cidr::text,
 			coalesce(n.cidr_v6::text, ''), coalesce(n.host, ''),
@@ -470,17 +757,16 @@ func instanceNWInfo(ctx context.Context, q querier, inst string) (rpc.NetworkInf
 		-- may otherwise hash-join every fixed IP.
 		LEFT JOIN LATERAL (SELECT id, address FROM fixed_ips WHERE virtual_interface_id = v.id OFFSET 0) f ON true
 		WHERE v.instance_uuid = $1
-		ORDER BY v.id, f.address`, inst)
-	if err != nil {
-		return rpc.NetworkInfo{}, err
-	}
+		ORDER BY v.id, f.address`
+
+func scanNWInfo(rows pgx.Rows, inst string) (rpc.NetworkInfo, error) {
 	info := rpc.NetworkInfo{InstanceUUID: inst, VIFs: []rpc.VIF{}}
 	var (
 		v   rpc.VIF
 		ip  rpc.IPInfo
 		dns []string
 	)
-	_, err = pgx.ForEachRow(rows, []any{&v.ID, &v.UUID, &v.MAC, &v.Network.ID, &v.Network.UUID, &v.Network.Label,
+	_, err := pgx.ForEachRow(rows, []any{&v.ID, &v.UUID, &v.MAC, &v.Network.ID, &v.Network.UUID, &v.Network.Label,
 		&v.Network.Bridge, &v.Network.BridgeInterface, &v.Network.VLAN, &v.Network.MultiHost, &v.Network.MTU,
 		&v.Network.CIDR, &v.Network.CIDRv6, &v.Network.Host, &dns, &ip.Address, &ip.Netmask, &ip.Gateway,
 		&ip.Broadcast, &ip.DHCPServer, &ip.FloatingIPs}, func() error {
@@ -571,7 +857,8 @@ func (m *Manager) SweepStale(ctx context.Context) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-// RunSweeper calls SweepStale every interval until ctx ends.
+// RunSweeper calls SweepStale and SweepRequestIDs every interval until ctx
+// ends.
 func (m *Manager) RunSweeper(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -582,6 +869,9 @@ func (m *Manager) RunSweeper(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 			if _, err := m.SweepStale(ctx); err != nil && ctx.Err() == nil {
 				m.log.Warn("sweep stale fixed IPs", zap.Error(err))
+			}
+			if _, err := m.SweepRequestIDs(ctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("sweep request ids", zap.Error(err))
 			}
 		}
 	}

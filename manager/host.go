@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"go.uber.org/zap"
 
 	"novanet/rpc"
@@ -142,31 +144,42 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 // did, and returns the agents that serve the instance's addresses: for
 // multi-host networks the address's own host, else the network's host. A
 // network that no agent can serve yet keeps no host. One statement: it is
-// on the allocation path.
+// on the allocation path. It writes (and so locks) a network row only when
+// it gives the network a host: a network that has one, or for which no
+// host can be chosen, is only read, and the host is only looked for when
+// some network needs one.
 func assignHostsAndTargets(ctx context.Context, tx pgx.Tx, ids []int64, preferred, inst string) ([]hostTarget, error) {
-	rows, err := tx.Query(ctx, `
-		WITH a AS (
-			UPDATE networks n SET host = coalesce(
+	rows, err := tx.Query(ctx, assignHostsSQL, ids, preferred, aliveWindow.Seconds(), inst)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanTarget)
+}
+
+func scanTarget(r pgx.CollectableRow) (hostTarget, error) {
+	var t hostTarget
+	err := r.Scan(&t.host, &t.network)
+	return t, err
+}
+
+const assignHostsSQL = `
+		WITH need AS (
+			SELECT id FROM networks WHERE id = ANY($1) AND host IS NULL AND NOT multi_host),
+		pick AS (
+			SELECT coalesce(
 				(SELECT name FROM hosts WHERE name = $2),
 				(SELECT h.name FROM hosts h WHERE h.last_seen > now() - make_interval(secs => $3)
-					ORDER BY (SELECT count(*) FROM networks x WHERE x.host = h.name), h.name LIMIT 1)),
-				updated_at = now()
-			WHERE n.id = ANY($1) AND n.host IS NULL AND NOT n.multi_host
+					ORDER BY (SELECT count(*) FROM networks x WHERE x.host = h.name), h.name LIMIT 1)) AS host
+			WHERE EXISTS (SELECT 1 FROM need)),
+		a AS (
+			UPDATE networks n SET host = pick.host, updated_at = now()
+			FROM need, pick WHERE n.id = need.id AND pick.host IS NOT NULL AND n.host IS NULL
 			RETURNING n.id, n.host)
 		SELECT DISTINCT t.host, t.id FROM (
 			SELECT CASE WHEN n.multi_host THEN f.host ELSE coalesce(a.host, n.host) END AS host, n.id
 			FROM fixed_ips f JOIN networks n ON n.id = f.network_id LEFT JOIN a ON a.id = n.id
 			WHERE f.instance_uuid = $4) t
-		WHERE t.host IS NOT NULL`, ids, preferred, aliveWindow.Seconds(), inst)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (hostTarget, error) {
-		var t hostTarget
-		err := r.Scan(&t.host, &t.network)
-		return t, err
-	})
-}
+		WHERE t.host IS NOT NULL`
 
 // instanceTargets returns the agents that serve an instance's addresses.
 func instanceTargets(ctx context.Context, tx pgx.Tx, inst string) ([]hostTarget, error) {
@@ -219,13 +232,123 @@ func (m *Manager) handleListHosts(ctx context.Context, data []byte) (any, error)
 	return rpc.HostsReply{Hosts: hs}, err
 }
 
-func (m *Manager) handleGetHostState(ctx context.Context, data []byte) (any, error) {
+// hostHandlerFunc serves a host-facing method for the host named in the
+// subject.
+type hostHandlerFunc func(ctx context.Context, host string, data []byte) (any, error)
+
+func (m *Manager) hostHandlers() map[string]hostHandlerFunc {
+	return map[string]hostHandlerFunc{
+		rpc.MethodRegisterHost: m.handleRegisterHost,
+		rpc.MethodGetHostState: m.handleGetHostState,
+		rpc.MethodLeaseFixedIP: func(ctx context.Context, host string, data []byte) (any, error) {
+			return m.handleHostAddress(ctx, host, data, m.LeaseFixedIP)
+		},
+		rpc.MethodReleaseFixedIP: func(ctx context.Context, host string, data []byte) (any, error) {
+			return m.handleHostAddress(ctx, host, data, m.ReleaseFixedIP)
+		},
+	}
+}
+
+// addHostEndpoints serves the host-facing methods on
+// novanet.manager.host.*.<method>: NATS permissions let an agent publish
+// only under its own host, so the subject, not the body, says who speaks.
+func (m *Manager) addHostEndpoints(ctx context.Context, nc *nats.Conn, g micro.Group) error {
+	hs := m.hostHandlers()
+	for _, name := range rpc.HostManagerMethods {
+		h, ok := hs[name]
+		if !ok {
+			return fmt.Errorf("no handler for host method %s", name)
+		}
+		if err := g.AddEndpoint("host_"+name, m.dispatchHost(ctx, nc, name, h),
+			micro.WithEndpointSubject(rpc.HostMethod("*", name))); err != nil {
+			return fmt.Errorf("add endpoint host.*.%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// dispatchHost hands a host-facing request to dispatch with the host
+// taken from its subject.
+func (m *Manager) dispatchHost(ctx context.Context, nc *nats.Conn, method string, h hostHandlerFunc) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		// Read now: the request must not be used once Handle returns.
+		subject := req.Subject()
+		host := rpc.HostFromManagerSubject(subject)
+		m.dispatch(ctx, nc, method, func(ctx context.Context, data []byte) (any, error) {
+			if err := rpc.ValidateHostName(host); err != nil {
+				return nil, &rpc.Error{Code: rpc.CodeInvalidArgument, Message: "subject " + truncate(subject) + ": " + err.Error()}
+			}
+			return h(ctx, host, data)
+		}).Handle(req)
+	})
+}
+
+// sameHost checks that a body's host, when it names one, is the subject's.
+func sameHost(subject, body string) error {
+	if body != "" && body != subject {
+		return badArg("host", "host %q in the request is not %q, the host of its subject", truncate(body), subject)
+	}
+	return nil
+}
+
+func (m *Manager) handleRegisterHost(ctx context.Context, host string, data []byte) (any, error) {
+	var req rpc.RegisterHostRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	if err := sameHost(host, req.Host); err != nil {
+		return nil, err
+	}
+	req.Host = host
+	return m.RegisterHost(ctx, req)
+}
+
+func (m *Manager) handleGetHostState(ctx context.Context, host string, data []byte) (any, error) {
 	var req rpc.HostStateRequest
 	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	if err := sameHost(host, req.Host); err != nil {
 		return nil, err
 	}
 	if req.NetworkID < 0 {
 		return nil, badArg("network_id", "network_id %d is negative", req.NetworkID)
 	}
+	req.Host = host
 	return m.HostState(ctx, req)
+}
+
+// handleHostAddress serves lease_fixed_ip and release_fixed_ip from an
+// agent: the address must not belong to what another host serves (the
+// network's host, or for a multi-host network the address's own host), so
+// that an agent cannot lease or free another host's addresses.
+func (m *Manager) handleHostAddress(ctx context.Context, host string, data []byte,
+	f func(context.Context, rpc.AddressRequest) (rpc.FixedIP, error)) (any, error) {
+	var req rpc.AddressRequest
+	if err := rpc.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	if err := sameHost(host, req.Host); err != nil {
+		return nil, err
+	}
+	req.Host = host
+	addr, err := parseFixedAddr("address", req.Address)
+	if err != nil {
+		return nil, err
+	}
+	var other *string
+	err = m.pool.QueryRow(ctx, `
+		SELECT CASE WHEN n.multi_host THEN f.host ELSE n.host END
+		FROM fixed_ips f JOIN networks n ON n.id = f.network_id WHERE f.address = $1`, addr).Scan(&other)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, rpc.Errorf(rpc.CodeNotFound, "fixed address %s not found", addr)
+	case err != nil:
+		return nil, err
+	case other != nil && *other != host:
+		m.log.Warn("lease event for another host's address refused", zap.String("host", host),
+			zap.Stringer("address", addr), zap.String("served_by", *other))
+		return nil, badArg("address", "fixed address %s is served by host %s, not %s", addr, *other, host)
+	}
+	return f(ctx, req)
 }

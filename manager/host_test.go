@@ -242,3 +242,71 @@ func TestMultiHostReleaseNotifies(t *testing.T) {
 		t.Errorf("after the release hv1 still serves %+v", st.Networks)
 	}
 }
+
+// The host-facing methods take the host from their subject
+// (novanet.manager.host.<host>.<method>), so that NATS permissions decide
+// who speaks for a host: a body naming another host is refused, an agent
+// cannot lease or release another host's address, and the old subjects
+// without a host are not served.
+func TestHostMethodsTakeTheHostFromTheSubject(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	for _, h := range []string{"hv1", "hv2"} {
+		if _, err := env.Client.RegisterHost(ctx, rpc.RegisterHostRequest{Host: h, Driver: "flatdhcp"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nets := create(t, env, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/28", NumNetworks: 1, NetworkSize: 16, Bridge: "br100"})
+	var info rpc.NetworkInfo
+	if err := call(env, rpc.MethodAllocateForInstance, rpc.AllocateForInstanceRequest{
+		InstanceUUID: uuid.NewString(), ProjectID: "p1", Host: "hv1"}, &info); err != nil {
+		t.Fatal(err)
+	}
+	addr := info.VIFs[0].FixedIPs[0].Address
+	if st, err := env.Client.HostState(ctx, "hv1", 0); err != nil || len(st.Networks) != 1 || st.Networks[0].ID != nets[0].ID {
+		t.Fatalf("hv1 state %+v %v", st, err)
+	}
+
+	// The body's host must be the subject's.
+	err := env.Client.CallForHost(ctx, "hv2", rpc.MethodRegisterHost, rpc.RegisterHostRequest{Host: "hv1", Driver: "flat"}, nil)
+	wantCode(t, "register hv1 on hv2's subject", err, rpc.CodeInvalidArgument)
+	err = env.Client.CallForHost(ctx, "hv2", rpc.MethodGetHostState, rpc.HostStateRequest{Host: "hv1"}, nil)
+	wantCode(t, "hv1's state on hv2's subject", err, rpc.CodeInvalidArgument)
+	// Without a host in the body, the subject's applies.
+	var st rpc.HostState
+	if err := env.Client.CallForHost(ctx, "hv1", rpc.MethodGetHostState, struct{}{}, &st); err != nil || st.Host != "hv1" || len(st.Networks) != 1 {
+		t.Errorf("state on hv1's subject: %+v %v", st, err)
+	}
+	hs, err := env.Client.ListHosts(ctx)
+	if err != nil || len(hs) != 2 || hs[0].Driver != "flatdhcp" {
+		t.Errorf("hosts after the refused registration: %+v %v", hs, err)
+	}
+
+	// hv2 may not lease or release hv1's address.
+	for _, method := range []string{rpc.MethodLeaseFixedIP, rpc.MethodReleaseFixedIP} {
+		err := env.Client.CallForHost(ctx, "hv2", method, rpc.AddressRequest{Address: addr}, nil)
+		wantCode(t, "hv2 "+method+" of hv1's "+addr, err, rpc.CodeInvalidArgument)
+		err = env.Client.CallForHost(ctx, "hv2", method, rpc.AddressRequest{Address: "10.9.9.9"}, nil)
+		wantCode(t, "hv2 "+method+" of an unknown address", err, rpc.CodeNotFound)
+	}
+	if f, err := env.Client.FixedIP(ctx, addr); err != nil || f.Leased {
+		t.Errorf("after hv2's refused lease: %+v %v", f, err)
+	}
+	f, err := env.Client.LeaseFixedIP(ctx, rpc.AddressRequest{Address: addr, Host: "hv1"})
+	if err != nil || !f.Leased {
+		t.Errorf("hv1's lease of its own address: %+v %v", f, err)
+	}
+
+	// The subjects without a host serve nothing any more.
+	for _, method := range []string{rpc.MethodRegisterHost, rpc.MethodGetHostState} {
+		err := call(env, method, rpc.RegisterHostRequest{Host: "hv1", Driver: "flatdhcp"}, nil)
+		wantCode(t, "plain "+method, err, rpc.CodeUnavailable)
+	}
+	if got := rpc.HostFromManagerSubject(rpc.HostManagerSubject("hv1", rpc.MethodLeaseFixedIP)); got != "hv1" {
+		t.Errorf("host of the lease subject: %q", got)
+	}
+	for _, s := range []string{"novanet.manager.lease_fixed_ip", "novanet.manager.host.hv1", "novanet.manager.host.hv1.a.b", "novanet.host.hv1.x"} {
+		if got := rpc.HostFromManagerSubject(s); got != "" {
+			t.Errorf("host of %s: %q, want none", s, got)
+		}
+	}
+}

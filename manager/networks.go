@@ -124,7 +124,7 @@ func (m *Manager) CreateNetworks(ctx context.Context, req rpc.CreateNetworksRequ
 	enableDHCP := req.EnableDHCP == nil || *req.EnableDHCP
 
 	start := time.Now()
-	var ids []int64
+	var created []rpc.Network
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		// Creates are rare: serialise them so the checks below see every
 		// committed network. Reads are not blocked.
@@ -134,12 +134,17 @@ func (m *Manager) CreateNetworks(ctx context.Context, req rpc.CreateNetworksRequ
 		if err := checkClashes(ctx, tx, nets, vpnPublic); err != nil {
 			return err
 		}
-		var err error
-		ids, err = insertNetworks(ctx, tx, nets, req, vpnPublic, enableDHCP)
+		ids, err := insertNetworks(ctx, tx, nets, req, vpnPublic, enableDHCP)
 		if err != nil {
 			return err
 		}
-		return insertFixedIPs(ctx, tx, ids, nets)
+		if err := insertFixedIPs(ctx, tx, ids, nets); err != nil {
+			return err
+		}
+		// The reply is read in the transaction: once it commits, the
+		// caller hears of success, never of a read that failed after.
+		created, err = m.listNetworks(ctx, tx, "WHERE n.id = ANY($1)", ids)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -150,7 +155,22 @@ func (m *Manager) CreateNetworks(ctx context.Context, req rpc.CreateNetworksRequ
 	}
 	m.log.Info("networks created", zap.Int("networks", len(nets)), zap.Int("addresses", total),
 		zap.String("first", nets[0].CIDR.String()), zap.Duration("took", time.Since(start)))
-	return m.listNetworks(ctx, m.pool, "WHERE n.id = ANY($1)", ids)
+	m.analyze(ctx, "networks", "fixed_ips", "network_counts")
+	return created, nil
+}
+
+// analyzeTimeout bounds the ANALYZE after a bulk write.
+const analyzeTimeout = 30 * time.Second
+
+// analyze refreshes the planner's statistics of tables after a bulk write,
+// so that the next plans are made from what they now hold. Its failure
+// is logged, not returned: the write has committed.
+func (m *Manager) analyze(ctx context.Context, tables ...string) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), analyzeTimeout)
+	defer cancel()
+	if _, err := m.pool.Exec(actx, "ANALYZE "+strings.Join(tables, ", ")); err != nil {
+		m.log.Warn("analyze after bulk write", zap.Strings("tables", tables), zap.Error(err))
+	}
 }
 
 // checkClashes refuses networks that overlap existing networks or
@@ -353,11 +373,13 @@ const networkColumns = `n.id, n.uuid::text, n.label, n.cidr::text, coalesce(n.ci
 	n.enable_dhcp, n.share_address, n.priority, n.created_at,
 	f.total, f.reserved, f.in_use`
 
+// fixedIPCounts reads a network's counts from network_counts, which the
+// triggers of migration 3 keep in the statements that change fixed_ips: no
+// scan of fixed_ips, however many addresses the network has.
 const fixedIPCounts = `LEFT JOIN LATERAL (
-		SELECT count(*) AS total,
-			count(*) FILTER (WHERE reserved) AS reserved,
-			count(*) FILTER (WHERE NOT reserved AND (instance_uuid IS NOT NULL OR allocated OR leased)) AS in_use
-		FROM fixed_ips WHERE network_id = n.id) f ON true`
+		SELECT coalesce(sum(c.total), 0)::bigint AS total, coalesce(sum(c.reserved), 0)::bigint AS reserved,
+			coalesce(sum(c.in_use), 0)::bigint AS in_use
+		FROM network_counts c WHERE c.network_id = n.id) f ON true`
 
 func scanNetwork(row pgx.Row) (rpc.Network, error) {
 	var n rpc.Network
@@ -372,8 +394,12 @@ func scanNetwork(row pgx.Row) (rpc.Network, error) {
 	return n, err
 }
 
+func listNetworksSQL(where string) string {
+	return "SELECT " + networkColumns + " FROM networks n " + fixedIPCounts + " " + where + " ORDER BY n.cidr"
+}
+
 func (m *Manager) listNetworks(ctx context.Context, q querier, where string, args ...any) ([]rpc.Network, error) {
-	rows, err := q.Query(ctx, "SELECT "+networkColumns+" FROM networks n "+fixedIPCounts+" "+where+" ORDER BY n.cidr", args...)
+	rows, err := q.Query(ctx, listNetworksSQL(where), args...)
 	if err != nil {
 		return nil, err
 	}

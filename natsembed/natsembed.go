@@ -1,12 +1,16 @@
 // Package natsembed runs a nats-server inside the current process, so that a
-// single machine needs no separate NATS deployment.
+// single machine needs no separate NATS deployment. The embedded server stays
+// alone by default; with WithCluster it listens for routes and joins a
+// nats-server cluster like any other node.
 package natsembed
 
 import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -15,32 +19,81 @@ import (
 // ErrNotReady is returned when the server does not accept connections in time.
 var ErrNotReady = errors.New("embedded nats-server not ready")
 
+// DefaultServerName names a server that stays alone.
+const DefaultServerName = "novanet-embedded"
+
 // Server is a running in-process nats-server.
 type Server struct {
 	srv *server.Server
 }
 
+// Cluster is how an embedded server joins a nats-server cluster: it listens
+// for routes from the other nodes on Listen and dials the nodes in Routes.
+// Every node of a cluster has the same Name and its own server name (see
+// WithServerName).
+type Cluster struct {
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// Listen is host:port for routes from other nodes (port 0: any free
+	// port, for tests).
+	Listen string
+	// Routes are the other nodes' route URLs, nats-route://host:port (or
+	// nats://host:port). Listing this node itself is harmless: a server
+	// does not route to itself.
+	Routes []string
+	// TLS, when its files are set, protects routes both ways: this node
+	// presents Cert/Key and accepts only peers whose certificates CA signed.
+	TLS RouteTLS
+}
+
+// RouteTLS names the PEM files of route TLS. All three or none.
+type RouteTLS struct {
+	Cert, Key, CA string
+}
+
+func (t RouteTLS) set() bool { return t.Cert != "" || t.Key != "" || t.CA != "" }
+
+type config struct {
+	name    string
+	cluster *Cluster
+}
+
+// Option changes how Start configures the server.
+type Option func(*config)
+
+// WithServerName names the server (DefaultServerName without it). Nodes of
+// one cluster need distinct names: a route to a server of the same name is
+// refused.
+func WithServerName(name string) Option { return func(c *config) { c.name = name } }
+
+// WithCluster makes the server a node of a cluster.
+func WithCluster(cl Cluster) Option { return func(c *config) { c.cluster = &cl } }
+
 // Start listens on listen ("host:port"; port 0 picks a free one) and returns
-// once the server accepts client connections.
-func Start(listen string) (*Server, error) {
-	host, portStr, err := net.SplitHostPort(listen)
+// once the server accepts client connections. Routes to the other nodes of a
+// cluster are dialled in the background and redialled when they drop: Start
+// does not wait for them.
+func Start(listen string, options ...Option) (*Server, error) {
+	cfg := config{name: DefaultServerName}
+	for _, o := range options {
+		o(&cfg)
+	}
+	host, port, err := hostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats listen address %q: %w", listen, err)
 	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 0 || port > 65535 {
-		return nil, fmt.Errorf("embedded nats listen address %q: bad port", listen)
-	}
-	if port == 0 {
-		port = server.RANDOM_PORT
-	}
 	opts := &server.Options{
-		ServerName: "novanet-embedded",
+		ServerName: cfg.name,
 		Host:       host,
 		Port:       port,
 		NoSigs:     true,
 		NoLog:      true,
 		MaxPayload: 8 << 20,
+	}
+	if cfg.cluster != nil {
+		if err := clusterOptions(opts, *cfg.cluster); err != nil {
+			return nil, err
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -54,8 +107,114 @@ func Start(listen string) (*Server, error) {
 	return &Server{srv: srv}, nil
 }
 
+// hostPort splits a listen address; port 0 becomes nats-server's "any".
+func hostPort(listen string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, errors.New("bad port")
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+func clusterOptions(opts *server.Options, cl Cluster) error {
+	if cl.Name == "" {
+		return errors.New("embedded nats cluster: no cluster name")
+	}
+	if strings.ContainsAny(cl.Name, " \t\r\n") {
+		return fmt.Errorf("embedded nats cluster name %q: no spaces", cl.Name)
+	}
+	if opts.ServerName == DefaultServerName {
+		return fmt.Errorf("embedded nats cluster: give this node its own server name, not %q", DefaultServerName)
+	}
+	host, port, err := hostPort(cl.Listen)
+	if err != nil {
+		return fmt.Errorf("embedded nats cluster listen address %q: %w", cl.Listen, err)
+	}
+	opts.Cluster.Name = cl.Name
+	opts.Cluster.Host = host
+	opts.Cluster.Port = port
+	for _, r := range cl.Routes {
+		u, err := ParseRoute(r)
+		if err != nil {
+			return err
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	if cl.TLS.set() {
+		if cl.TLS.Cert == "" || cl.TLS.Key == "" || cl.TLS.CA == "" {
+			return errors.New("embedded nats cluster TLS: give the certificate, its key and the CA, or none of them")
+		}
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: cl.TLS.Cert, KeyFile: cl.TLS.Key, CaFile: cl.TLS.CA, Verify: true,
+		})
+		if err != nil {
+			return fmt.Errorf("embedded nats cluster TLS: %w", err)
+		}
+		// A node is both the server and the client of its routes: the CA
+		// checks peers either way, as nats-server's own config does.
+		tc.RootCAs = tc.ClientCAs
+		opts.Cluster.TLSConfig = tc
+		opts.Cluster.TLSTimeout = 2
+	}
+	return nil
+}
+
+// ParseRoute checks one route URL: nats-route:// or nats://, a host and a
+// port, nothing else (route TLS is the cluster's setting, not the URL's).
+func ParseRoute(s string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats route %q: %w", s, err)
+	}
+	switch u.Scheme {
+	case "nats-route", "nats":
+	default:
+		return nil, fmt.Errorf("embedded nats route %q: want nats-route://host:port", s)
+	}
+	if u.Hostname() == "" || u.Port() == "" {
+		return nil, fmt.Errorf("embedded nats route %q: want nats-route://host:port", s)
+	}
+	if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+		return nil, fmt.Errorf("embedded nats route %q: bad port", s)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("embedded nats route %q: want nats-route://host:port, no path", s)
+	}
+	return u, nil
+}
+
 // ClientURL is the nats:// URL clients connect to.
 func (s *Server) ClientURL() string { return s.srv.ClientURL() }
+
+// Name is the server's name.
+func (s *Server) Name() string { return s.srv.Name() }
+
+// RouteURL is the nats-route:// URL other nodes dial to reach this one;
+// empty when the server is not a cluster node.
+func (s *Server) RouteURL() string {
+	a := s.srv.ClusterAddr()
+	if a == nil {
+		return ""
+	}
+	return "nats-route://" + net.JoinHostPort(a.IP.String(), strconv.Itoa(a.Port))
+}
+
+// Peers is how many other servers this one has a route to.
+func (s *Server) Peers() int { return s.srv.NumRemotes() }
+
+// Interest is how many subscriptions to subject this server knows of, its
+// own clients' and those of the servers routed to it: each queue group
+// member counts once.
+func (s *Server) Interest(subject string) int {
+	return s.srv.GlobalAccount().Interest(subject)
+}
 
 // Shutdown stops the server and waits for it to finish.
 func (s *Server) Shutdown() {

@@ -1,22 +1,59 @@
 package rpc
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Host agents (network-host) register with the manager, send heartbeats,
-// and ask it for the desired state of their host. The manager tells an
-// agent that something changed through per-host subjects:
-// novanet.host.<host>.<method>.
+// ask it for the desired state of their host and report DHCP lease events,
+// on subjects that name the host: novanet.manager.host.<host>.<method>
+// (HostManagerMethods), so that NATS permissions decide who may speak for
+// a host. The manager tells an agent that something changed through
+// per-host subjects: novanet.host.<host>.<method>.
 const (
-	MethodRegisterHost  = "register_host"  // also the heartbeat: the agent repeats it
-	MethodListHosts     = "list_hosts"     // netadm host list
-	MethodGetHostState  = "get_host_state" // the desired state of one host
-	HostPrefix          = "novanet.host"
+	MethodRegisterHost = "register_host"  // also the heartbeat: the agent repeats it
+	MethodListHosts    = "list_hosts"     // netadm host list
+	MethodGetHostState = "get_host_state" // the desired state of one host
+	HostPrefix         = "novanet.host"
+	// HostManagerPrefix: novanet.manager.host.<host>.<method> are the
+	// manager methods an agent calls for its host.
+	HostManagerPrefix   = ManagerPrefix + ".host"
 	HostMethodSetup     = "setup_network"
 	HostMethodTeardown  = "teardown_network"
 	HostMethodRefresh   = "refresh_dhcp"
 	HostMethodConverge  = "converge" // the whole host; used by netadm host converge
 	DefaultHeartbeatSec = 10
 )
+
+// HostManagerMethods are the manager methods served on
+// novanet.manager.host.<host>.<method>: what an agent calls for its own
+// host. A request body that names a host must name the subject's.
+// lease_fixed_ip and release_fixed_ip are also served on
+// novanet.manager.<method>, for operators.
+var HostManagerMethods = []string{MethodRegisterHost, MethodGetHostState, MethodLeaseFixedIP, MethodReleaseFixedIP}
+
+// HostMethod returns the method name that Subject turns into the
+// host-facing subject novanet.manager.host.<host>.<method>.
+func HostMethod(host, method string) string { return "host." + host + "." + method }
+
+// HostManagerSubject returns the subject of a host-facing manager method
+// for host.
+func HostManagerSubject(host, method string) string { return Subject(HostMethod(host, method)) }
+
+// HostFromManagerSubject returns the host of a subject
+// novanet.manager.host.<host>.<method>, or "" when subject is not one.
+func HostFromManagerSubject(subject string) string {
+	rest, ok := strings.CutPrefix(subject, HostManagerPrefix+".")
+	if !ok {
+		return ""
+	}
+	host, method, ok := strings.Cut(rest, ".")
+	if !ok || method == "" || strings.Contains(method, ".") {
+		return ""
+	}
+	return host
+}
 
 // HostMethods lists the methods an agent serves on its subjects.
 var HostMethods = []string{HostMethodSetup, HostMethodTeardown, HostMethodRefresh, HostMethodConverge}

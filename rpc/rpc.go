@@ -34,14 +34,16 @@ const (
 	MethodDeleteNetwork  = "delete_network"
 )
 
-// ManagerMethods lists every manager method, in documentation order.
+// ManagerMethods lists every manager method served on
+// novanet.manager.<method>, in documentation order; HostManagerMethods
+// are served per host.
 var ManagerMethods = []string{
 	MethodCreateNetworks, MethodGetAllNetworks, MethodGetNetwork, MethodDeleteNetwork,
 	MethodAllocateForInstance, MethodDeallocateForInstance, MethodAddFixedIPToInstance,
 	MethodRemoveFixedIPFromInstance, MethodGetInstanceNWInfo, MethodLeaseFixedIP, MethodReleaseFixedIP,
 	MethodGetFixedIPByAddress, MethodGetFixedIPsByInstance, MethodListFixedIPs,
 	MethodReserveFixedIP, MethodUnreserveFixedIP,
-	MethodRegisterHost, MethodListHosts, MethodGetHostState,
+	MethodListHosts,
 	MethodCreateFloatingIPs, MethodDeleteFloatingIPs, MethodListFloatingIPs, MethodGetFloatingPools,
 	MethodAllocateFloatingIP, MethodDeallocateFloatingIP, MethodAssociateFloatingIP, MethodDisassociateFloatingIP,
 	MethodGetFloatingIPsByProject, MethodGetFloatingIPByAddress, MethodGetFloatingIPsByFixedAddress,

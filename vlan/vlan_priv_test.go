@@ -30,7 +30,7 @@ type realHost struct {
 	ns     *nstest.NS
 	cfg    hostnet.Config
 	links  *link.Manager
-	driver *vlan.Driver
+	driver hostnettest.Driver // takes rpc.HostNetwork, as the agent gets it
 }
 
 func newRealHost(t *testing.T, segment string) *realHost {
@@ -56,7 +56,7 @@ func newRealHost(t *testing.T, segment string) *realHost {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &realHost{ns: ns, cfg: cfg, links: links, driver: d}
+	return &realHost{ns: ns, cfg: cfg, links: links, driver: hostnettest.Driver{Driver: d}}
 }
 
 // setup sets up n and registers its teardown for the end of the test.
@@ -148,7 +148,7 @@ func TestVXLANProjectsIsolated(t *testing.T) {
 		t.Helper()
 		cfg := h.cfg
 		cfg.Driver = driver
-		rs, err := hostnet.Rules(cfg, []rpc.HostNetwork{n1, n2}, nil)
+		rs, err := hostnet.Rules(cfg, []hostnet.Network{mustParse(t, n1), mustParse(t, n2)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,4 +249,13 @@ func TestVLANSegment(t *testing.T) {
 	if got, want := hostnettest.LinkNames(t, h.ns), []string{"eth1", "eth1p", "lo"}; !cmp.Equal(got, want) {
 		t.Errorf("links after teardown = %q, want %q", got, want)
 	}
+}
+
+func mustParse(t *testing.T, n rpc.HostNetwork) hostnet.Network {
+	t.Helper()
+	p, err := hostnet.ParseNetwork(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"novanet/db/migrations"
+	"novanet/manager"
 )
 
 // The manager uses two database roles (docs/decisions/012-runtime-role.md):
@@ -23,7 +24,7 @@ func openPool(ctx context.Context, o options) (*pgxpool.Pool, error) {
 	if o.databaseURL == "" {
 		return nil, errors.New("no database: set --database-url or NOVANET_DATABASE_URL")
 	}
-	return connect(ctx, o.databaseURL, "database url", o.dbMaxConns)
+	return connect(ctx, o.databaseURL, "database url", o.dbMaxConns, manager.TunePool)
 }
 
 // openMigratePool connects as the role that migrates: --migrate-database-url,
@@ -32,16 +33,19 @@ func openMigratePool(ctx context.Context, o options) (*pgxpool.Pool, error) {
 	if o.migrateURL == "" {
 		return openPool(ctx, o)
 	}
-	return connect(ctx, o.migrateURL, "migrate database url", 2)
+	return connect(ctx, o.migrateURL, "migrate database url", 2, nil)
 }
 
-func connect(ctx context.Context, rawURL, what string, maxConns int) (*pgxpool.Pool, error) {
+func connect(ctx context.Context, rawURL, what string, maxConns int, tune func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = int32(maxConns)
+	}
+	if tune != nil {
+		tune(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -55,12 +55,16 @@ type options struct {
 	natsURL       string
 	nats          natsconn.Options
 	embeddedNATS  string
+	embeddedName  string
+	cluster       natsembed.Cluster
 	httpListen    string
 	migrate       bool
 	mode          string
 	workers       int
 	disassociate  time.Duration
 	sweepEvery    time.Duration
+	reqTimeout    time.Duration
+	reqIDWindow   time.Duration
 	autoAssign    bool
 	floatingPool  string
 	floatingQuota int
@@ -126,8 +130,12 @@ NOVANET_DATABASE_URL, --nats-url from NOVANET_NATS_URL, and so on.`,
 		Short: "Run the manager until SIGINT or SIGTERM",
 		Long: `Run the manager. Without --nats-url it runs an embedded nats-server
 in-process on --embedded-nats-listen, so one machine needs nothing else; with
---nats-url it joins an external NATS cluster. On SIGINT or SIGTERM it stops
-taking requests, finishes those under way and exits.
+--nats-url it joins an external NATS cluster. With
+--embedded-nats-cluster-listen (and --embedded-nats-routes) the embedded
+server is itself a node of a NATS cluster: several manager machines then
+need no separate NATS deployment, and each replica keeps working when
+another's node dies. On SIGINT or SIGTERM it stops taking requests,
+finishes those under way and exits.
 
 The database schema must be current: run "network-manager migrate up" first,
 or pass --migrate to apply pending migrations, and the runtime role's
@@ -147,13 +155,27 @@ on loopback, or behind a proxy or firewall that lets only monitoring in.`,
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS server URL(s), comma-separated; empty runs an embedded server")
 	o.nats.AddFlags(f)
 	f.StringVar(&o.embeddedNATS, "embedded-nats-listen", "127.0.0.1:4222", "where the embedded nats-server listens (port 0: any free port)")
+	f.StringVar(&o.embeddedName, "embedded-nats-name", "",
+		"the embedded nats-server's name, unique in its cluster (default: "+natsembed.DefaultServerName+" alone, the host name in a cluster)")
+	f.StringVar(&o.cluster.Listen, "embedded-nats-cluster-listen", "",
+		"host:port where the embedded nats-server listens for routes from other cluster nodes; empty: it stays alone")
+	f.StringVar(&o.cluster.Name, "embedded-nats-cluster-name", "novanet", "name of the NATS cluster the embedded server joins, the same on every node")
+	f.StringSliceVar(&o.cluster.Routes, "embedded-nats-routes", nil,
+		"route URLs of the other cluster nodes, comma-separated: nats-route://nats-2:6222,nats-route://nats-3:6222")
+	f.StringVar(&o.cluster.TLS.Cert, "embedded-nats-route-tls-cert", "", "PEM certificate the embedded server presents on routes (TLS routes need all three files)")
+	f.StringVar(&o.cluster.TLS.Key, "embedded-nats-route-tls-key", "", "PEM key of --embedded-nats-route-tls-cert")
+	f.StringVar(&o.cluster.TLS.CA, "embedded-nats-route-tls-ca", "", "PEM CA that signed the other nodes' route certificates; routes from others are refused")
 	f.StringVar(&o.httpListen, "http-listen", "127.0.0.1:9696", "address for /healthz, /readyz and /metrics; empty disables HTTP")
 	f.BoolVar(&o.migrate, "migrate", false, "apply pending database migrations at start")
 	f.StringVar(&o.mode, "network-mode", "flatdhcp", "network mode of the deployment: flat, flatdhcp or vlan")
 	f.IntVar(&o.workers, "workers", 64, "requests this replica handles at once")
 	f.DurationVar(&o.disassociate, "disassociate-timeout", 10*time.Minute,
 		"free a deallocated fixed IP whose DHCP release never came after this long")
-	f.DurationVar(&o.sweepEvery, "sweep-interval", time.Minute, "how often to look for such fixed IPs")
+	f.DurationVar(&o.sweepEvery, "sweep-interval", time.Minute, "how often to look for such fixed IPs (and forget old request ids)")
+	f.DurationVar(&o.reqTimeout, "request-timeout", 30*time.Second,
+		"longest a request may take from when it reaches this replica, also when the caller's deadline is later")
+	f.DurationVar(&o.reqIDWindow, "request-id-window", 24*time.Hour,
+		"how long replies to requests with a request id are kept: a retry with the same id within it gets the same reply")
 	f.BoolVar(&o.autoAssign, "auto-assign-floating-ip", false,
 		"give every new instance a floating IP from --default-floating-pool, associated with its first fixed IP")
 	f.StringVar(&o.floatingPool, "default-floating-pool", rpc.DefaultFloatingPool, "floating pool of requests that name none")
@@ -254,6 +276,14 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 	if o.floatingQuota == 0 || o.floatingQuota < rpc.QuotaUnlimited {
 		return fmt.Errorf("--quota-floating-ips %d: want -1 (unlimited) or at least 1; give single projects 0 with netadm quota set", o.floatingQuota)
 	}
+	var embedded []natsembed.Option
+	if o.natsURL == "" {
+		if embedded, err = embeddedOptions(o); err != nil {
+			return err
+		}
+	} else if o.cluster.Listen != "" || len(o.cluster.Routes) > 0 {
+		return errors.New("--embedded-nats-cluster-listen and --embedded-nats-routes configure the embedded nats-server, which --nats-url turns off")
+	}
 	log, err := newLogger(o.logLevel, o.logFormat, logw)
 	if err != nil {
 		return err
@@ -284,13 +314,18 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 
 	natsURL := o.natsURL
 	if natsURL == "" {
-		ns, err := natsembed.Start(o.embeddedNATS)
+		ns, err := natsembed.Start(o.embeddedNATS, embedded...)
 		if err != nil {
 			return err
 		}
 		defer ns.Shutdown()
 		natsURL = ns.ClientURL()
-		log.Info("embedded nats-server started", zap.String("url", redact.URL(natsURL)))
+		fields := []zap.Field{zap.String("url", redact.URL(natsURL)), zap.String("name", ns.Name())}
+		if r := ns.RouteURL(); r != "" {
+			fields = append(fields, zap.String("cluster", o.cluster.Name), zap.String("routes_listen", r),
+				zap.Strings("routes", o.cluster.Routes))
+		}
+		log.Info("embedded nats-server started", fields...)
 	}
 	nc, err := o.nats.Connect(natsURL, "network-manager", nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -306,10 +341,11 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if o.disassociate <= 0 || o.sweepEvery <= 0 {
-		return fmt.Errorf("--disassociate-timeout and --sweep-interval must be positive")
+	if o.disassociate <= 0 || o.sweepEvery <= 0 || o.reqTimeout <= 0 || o.reqIDWindow <= 0 {
+		return fmt.Errorf("--disassociate-timeout, --sweep-interval, --request-timeout and --request-id-window must be positive")
 	}
 	m, err := manager.New(pool, log, manager.Config{Mode: mode, Workers: o.workers, Version: version,
+		RequestTimeout: o.reqTimeout, RequestIDWindow: o.reqIDWindow,
 		DisassociateTimeout: o.disassociate, AutoAssignFloatingIP: o.autoAssign,
 		DefaultFloatingPool: o.floatingPool, FloatingIPQuota: o.floatingQuota}, reg)
 	if err != nil {
@@ -365,6 +401,35 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// embeddedOptions turns the --embedded-nats-* flags into natsembed's
+// options: a lone server without --embedded-nats-cluster-listen, else a
+// cluster node named after the host unless --embedded-nats-name says.
+func embeddedOptions(o options) ([]natsembed.Option, error) {
+	name := o.embeddedName
+	if o.cluster.Listen == "" {
+		if len(o.cluster.Routes) > 0 {
+			return nil, errors.New("--embedded-nats-routes needs --embedded-nats-cluster-listen: a node that routes to others must accept their routes")
+		}
+		if name != "" {
+			return []natsembed.Option{natsembed.WithServerName(name)}, nil
+		}
+		return nil, nil
+	}
+	for _, r := range o.cluster.Routes {
+		if _, err := natsembed.ParseRoute(r); err != nil {
+			return nil, err
+		}
+	}
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server name: %w; set --embedded-nats-name", err)
+		}
+		name = h
+	}
+	return []natsembed.Option{natsembed.WithServerName(name), natsembed.WithCluster(o.cluster)}, nil
 }
 
 // httpHandler serves /healthz, /readyz and /metrics. /readyz answers why it

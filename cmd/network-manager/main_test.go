@@ -126,6 +126,61 @@ func TestServeEmbeddedNATS(t *testing.T) {
 	}
 }
 
+// Two managers whose embedded nats-servers form a cluster: a client of
+// either node reaches the other.
+func TestServeEmbeddedCluster(t *testing.T) {
+	_, dbURL := pgtest.NewDB(t)
+	vars := map[string]string{"NOVANET_DATABASE_URL": dbURL}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := ln.Addr().String()
+	ln.Close()
+	s1 := serve(t, vars, "--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "", "--log-format", "console",
+		"--embedded-nats-name", "m1", "--embedded-nats-cluster-listen", routes)
+	s2 := serve(t, vars, "--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "", "--log-format", "console",
+		"--embedded-nats-name", "m2", "--embedded-nats-cluster-listen", "127.0.0.1:0", "--embedded-nats-routes", "nats-route://"+routes)
+	if !strings.Contains(s2.stderr.String(), `"cluster": "novanet"`) {
+		t.Errorf("no cluster in the log: %s", s2.stderr)
+	}
+
+	nc1, err := nats.Connect(s1.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc1.Close()
+	nc2, err := nats.Connect(s2.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc2.Close()
+	sub, err := nc1.SubscribeSync("across")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc1.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Until the route is up and carries the subscription, m2's node drops
+	// the message: publish until one arrives.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := nc2.Publish("across", []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sub.NextMsg(50 * time.Millisecond); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no message from m2's node to m1's: not clustered")
+		}
+	}
+	if nc2.ConnectedServerName() != "m2" || nc1.ConnectedServerName() != "m1" {
+		t.Errorf("servers named %q and %q, want m1 and m2", nc1.ConnectedServerName(), nc2.ConnectedServerName())
+	}
+}
+
 func TestServeRefusesOldSchema(t *testing.T) {
 	_, dbURL := pgtest.NewDB(t)
 	vars := map[string]string{"NOVANET_DATABASE_URL": dbURL}
@@ -165,6 +220,12 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"migrate", "down", "x"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x"}, `steps "x"`},
 		{[]string{"serve", "--quota-floating-ips", "0"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x"}, `--quota-floating-ips 0: want -1 (unlimited) or at least 1`},
 		{[]string{"serve"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x", "NOVANET_AUTO_ASSIGN_FLOATING_IP": "maybe"}, `NOVANET_AUTO_ASSIGN_FLOATING_IP="maybe"`},
+		{[]string{"serve", "--embedded-nats-routes", "nats-route://n2:6222"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x"},
+			"--embedded-nats-routes needs --embedded-nats-cluster-listen"},
+		{[]string{"serve", "--embedded-nats-cluster-listen", ":6222"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x",
+			"NOVANET_EMBEDDED_NATS_ROUTES": "nats-route://n2:6222,http://n3"}, `route "http://n3"`},
+		{[]string{"serve", "--nats-url", "nats://n1:4222", "--embedded-nats-cluster-listen", ":6222"}, map[string]string{"NOVANET_DATABASE_URL": "postgres:///x"},
+			"which --nats-url turns off"},
 	} {
 		var errb bytes.Buffer
 		code := run(context.Background(), tc.args, io.Discard, &errb, env(tc.vars), nil)

@@ -19,7 +19,7 @@ import (
 var files embed.FS
 
 // Version is the schema version the migrations in this binary end at.
-const Version = 2
+const Version = 4
 
 // Status describes the schema version a database is at.
 type Status struct {
@@ -50,10 +50,24 @@ func open(pool *pgxpool.Pool) (*migrate.Migrate, func(), error) {
 	return m, func() { _, _ = m.Close() }, nil
 }
 
-// Up applies every migration not yet applied. A database that is already
-// current is not an error.
+// Up applies every migration not yet applied, then refreshes the
+// planner's statistics (ANALYZE) so that the new schema's queries are
+// planned from what the tables hold. A database that is already current is
+// not an error.
 func Up(ctx context.Context, pool *pgxpool.Pool) error {
-	return run(ctx, pool, func(m *migrate.Migrate) error { return m.Up() })
+	applied := false
+	err := run(ctx, pool, func(m *migrate.Migrate) error {
+		err := m.Up()
+		applied = err == nil
+		return err
+	})
+	if err != nil || !applied {
+		return err
+	}
+	if _, err := pool.Exec(ctx, "ANALYZE"); err != nil {
+		return fmt.Errorf("analyze after migrating: %w", err)
+	}
+	return nil
 }
 
 // Down reverts steps migrations (all of them when steps <= 0).

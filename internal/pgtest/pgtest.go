@@ -45,7 +45,10 @@ type Server struct {
 	cmd      *exec.Cmd // nil when the server is not ours
 	exited   chan error
 	dir      string
-	tcpPort  int // StartTCP's servers only
+	cred     *syscall.Credential
+	bin      string
+	tcpPort  int      // StartTCP's servers only
+	settings []string // postgres -c settings of StartTCP's servers
 }
 
 // Main runs the tests and stops the server this package started, if any.
@@ -69,6 +72,11 @@ func NewDB(t testing.TB) (*pgxpool.Pool, string) {
 	if err != nil {
 		t.Fatalf("postgres: %v", err)
 	}
+	return newDB(t, s)
+}
+
+func newDB(t testing.TB, s *Server) (*pgxpool.Pool, string) {
+	t.Helper()
 	ctx := context.Background()
 	name := fmt.Sprintf("novanet_test_%d_%d", os.Getpid(), counter.Add(1))
 	dbURL, err := s.CreateDatabase(ctx, name)
@@ -207,6 +215,17 @@ func prepareTemplate(adminURL string) error {
 	return migrations.Up(ctx, pool)
 }
 
+func start() (*Server, error) {
+	if u := os.Getenv("NOVANET_TEST_DATABASE_URL"); u != "" {
+		return &Server{adminURL: u}, nil
+	}
+	if os.Getenv("PGHOST") != "" || os.Getenv("PGPORT") != "" {
+		// pg_virtualenv and friends: libpq environment.
+		return &Server{adminURL: "postgres:///postgres"}, nil
+	}
+	return startLocal(localOptions{})
+}
+
 // Options are for a server of a test's own (StartTCP).
 type Options struct {
 	// TLSCertPEM and TLSKeyPEM, when both set, turn on ssl with this server
@@ -219,8 +238,8 @@ type Options struct {
 // port, as well as on its Unix socket (AdminURL), with trust
 // authentication, and stops it when t ends. It is for tests of what only
 // TCP has, such as TLS; the shared server of NewDB listens on a Unix socket
-// only, and is faster to share. StartTCP needs Debian's PostgreSQL binaries:
-// it ignores NOVANET_TEST_DATABASE_URL and the libpq environment.
+// only, and is faster to share. Like NewServer, it uses Debian's binaries
+// whatever the environment says.
 func StartTCP(t testing.TB, o Options) *Server {
 	t.Helper()
 	if (o.TLSCertPEM == nil) != (o.TLSKeyPEM == nil) {
@@ -266,17 +285,6 @@ func freePort() (int, error) {
 
 var errPortTaken = errors.New("port taken")
 
-func start() (*Server, error) {
-	if u := os.Getenv("NOVANET_TEST_DATABASE_URL"); u != "" {
-		return &Server{adminURL: u}, nil
-	}
-	if os.Getenv("PGHOST") != "" || os.Getenv("PGPORT") != "" {
-		// pg_virtualenv and friends: libpq environment.
-		return &Server{adminURL: "postgres:///postgres"}, nil
-	}
-	return startLocal(localOptions{})
-}
-
 type localOptions struct {
 	Options
 	tcpPort int // 0: Unix socket only
@@ -317,40 +325,60 @@ func startLocal(o localOptions) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w: %s", err, out)
 	}
-	port, listen := 5432, "" // the port only names the socket file in dir
-	var extra []string
+	port := socketPort
+	var settings []string
 	if o.tcpPort != 0 {
-		port, listen = o.tcpPort, "127.0.0.1"
-		tls, err := writeTCPConfig(dir, data, o.Options, cred)
-		if err != nil {
+		port = o.tcpPort
+		if settings, err = writeTCPConfig(dir, data, o.Options, cred); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		extra = tls
-	}
-	pg := exec.Command(filepath.Join(bin, "postgres"), append([]string{"-D", data, "-k", dir,
-		"-p", strconv.Itoa(port), "-c", "listen_addresses=" + listen, "-c", "fsync=off",
-		"-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=300", "-c", "shared_buffers=128MB"}, extra...)...)
-	pg.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
-	pg.Dir = dir
-	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
-	if err != nil {
-		return nil, err
-	}
-	pg.Stdout, pg.Stderr = logf, logf
-	if err := pg.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	s := &Server{
 		adminURL: fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d", url.QueryEscape(dir), port),
-		cmd:      pg,
-		exited:   make(chan error, 1),
 		dir:      dir,
+		cred:     cred,
+		bin:      bin,
 		tcpPort:  o.tcpPort,
+		settings: settings,
 	}
-	go func() { s.exited <- pg.Wait() }()
+	if err := s.launch(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// socketPort only names the socket file in the server's directory; a
+// server that listens on TCP too uses its TCP port for both.
+const socketPort = 5432
+
+// launch starts postgres on the server's data directory and waits until it
+// accepts connections.
+func (s *Server) launch() error {
+	port, listen := socketPort, ""
+	if s.tcpPort != 0 {
+		port, listen = s.tcpPort, "127.0.0.1"
+	}
+	pg := exec.Command(filepath.Join(s.bin, "postgres"), append([]string{"-D", filepath.Join(s.dir, "data"), "-k", s.dir,
+		"-p", strconv.Itoa(port), "-c", "listen_addresses=" + listen, "-c", "fsync=off",
+		"-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=300", "-c", "shared_buffers=128MB"}, s.settings...)...)
+	pg.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	pg.Dir = s.dir
+	logf, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	pg.Stdout, pg.Stderr = logf, logf
+	if err := pg.Start(); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	s.cmd = pg
+	s.exited = make(chan error, 1)
+	exited := s.exited
+	go func() { exited <- pg.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -358,24 +386,60 @@ func startLocal(o localOptions) (*Server, error) {
 		cancel()
 		if err == nil {
 			c.Close(context.Background())
-			break
+			return nil
 		}
 		select {
-		case werr := <-s.exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			os.RemoveAll(dir)
-			if o.tcpPort != 0 && strings.Contains(string(log), "could not bind") {
-				return nil, fmt.Errorf("%w: %d: %s", errPortTaken, o.tcpPort, log)
+		case werr := <-exited:
+			log, _ := os.ReadFile(filepath.Join(s.dir, "postgres.log"))
+			if s.tcpPort != 0 && strings.Contains(string(log), "could not bind") {
+				return fmt.Errorf("%w: %d: %s", errPortTaken, s.tcpPort, log)
 			}
-			return nil, fmt.Errorf("postgres exited: %v: %s", werr, log)
+			return fmt.Errorf("postgres exited: %v: %s", werr, log)
 		case <-time.After(50 * time.Millisecond): // poll interval, not a readiness guess
 		}
 		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("postgres did not accept connections: %w", err)
+			_ = pg.Process.Kill()
+			<-exited
+			return fmt.Errorf("postgres did not accept connections: %w", err)
 		}
 	}
-	return s, nil
+}
+
+// NewServer starts a PostgreSQL server of the test's own, from Debian's
+// binaries whatever the environment says, for tests that restart it; it
+// is stopped when the test ends. NewDB on it gives databases.
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	s, err := startLocal(localOptions{})
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	if err := prepareTemplate(s.adminURL); err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	return s
+}
+
+// NewDB is the package's NewDB on this server.
+func (s *Server) NewDB(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	return newDB(t, s)
+}
+
+// Restart stops the server as an operator's restart does (a fast
+// shutdown: every session is ended with SQLSTATE 57P01, transactions under
+// way are rolled back) and starts it again on the same data. Only for a
+// server started by NewServer.
+func (s *Server) Restart() error {
+	if s.cmd == nil {
+		return errors.New("restart: not a server of this test")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	<-s.exited
+	return s.launch()
 }
 
 func (s *Server) Stop() {

@@ -41,8 +41,15 @@ func Start(t testing.TB, mode manager.Mode) *Env {
 // ignored.
 func StartConfig(t testing.TB, cfg manager.Config) *Env {
 	t.Helper()
-	mode := cfg.Mode
 	pool, dbURL := pgtest.NewDB(t)
+	return StartOn(t, cfg, pool, dbURL)
+}
+
+// StartOn is StartConfig on a database the test made (on a server of its
+// own, say: pgtest.NewServer).
+func StartOn(t testing.TB, cfg manager.Config, pool *pgxpool.Pool, dbURL string) *Env {
+	t.Helper()
+	mode := cfg.Mode
 	ns, err := natsembed.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +76,12 @@ func (e *Env) Connect(t testing.TB) *nats.Conn {
 // and database pool; version distinguishes replicas in discovery.
 func (e *Env) AddManager(t testing.TB, version string) *manager.Manager {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), e.DBURL)
+	pcfg, err := pgxpool.ParseConfig(e.DBURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manager.TunePool(pcfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,14 @@
+DROP FUNCTION IF EXISTS novanet_raise(text, text);
+DROP TABLE IF EXISTS instance_projects;
+DROP TRIGGER IF EXISTS networks_count_delete ON networks;
+DROP FUNCTION IF EXISTS networks_drop_counts();
+DROP TRIGGER IF EXISTS fixed_ips_count_delete ON fixed_ips;
+DROP TRIGGER IF EXISTS fixed_ips_count_update ON fixed_ips;
+DROP TRIGGER IF EXISTS fixed_ips_count_insert ON fixed_ips;
+DROP FUNCTION IF EXISTS fixed_ips_count_rows();
+DROP TABLE IF EXISTS network_counts;
+DROP INDEX IF EXISTS networks_host_idx;
+DROP INDEX IF EXISTS virtual_interfaces_instance_idx;
+CREATE INDEX virtual_interfaces_instance_idx ON virtual_interfaces (instance_uuid);
+DROP INDEX IF EXISTS virtual_interfaces_network_idx;
+DROP INDEX IF EXISTS fixed_ips_network_idx;
