@@ -206,6 +206,9 @@ func checkDeployOptions(t *testing.T, o *server.Options) {
 	if len(o.Routes) != 3 {
 		t.Errorf("routes %v, want the three nodes", o.Routes)
 	}
+	if o.PingInterval != 20*time.Second || o.MaxPingsOut != 3 {
+		t.Errorf("ping every %v, %d unanswered; want 20s and 3, as docs/deploy.md says", o.PingInterval, o.MaxPingsOut)
+	}
 	if o.MaxPayload != 8<<20 {
 		t.Errorf("max_payload %d, want 8 MB as the embedded server", o.MaxPayload)
 	}

@@ -28,7 +28,6 @@ import (
 	hostagent "novanet/agent"
 	"novanet/floating"
 	"novanet/hostnet"
-	"novanet/hostnet/hostnettest"
 	"novanet/internal/pgtest"
 	"novanet/internal/testenv"
 	"novanet/linuxnet/iptables"
@@ -190,9 +189,9 @@ func hasLink(ns *nstest.NS, name string) bool {
 }
 
 // newVM plugs a VM with the given MAC into bridge of hv, through tap port.
-func newVM(t *testing.T, hv *nstest.NS, bridge, port, mac string) *hostnettest.VM {
+func newVM(t *testing.T, hv *nstest.NS, bridge, port, mac string) *nstest.VM {
 	t.Helper()
-	v := hostnettest.NewVM(t, hv, port)
+	v := nstest.NewVM(t, hv, port)
 	v.SetMAC(t, mac)
 	v.Plug(t, hv, bridge) // as the hypervisor plugs a VIF
 	return v
@@ -372,7 +371,7 @@ func TestVLANProjectsIsolated(t *testing.T) {
 	vmA := newVM(t, hv, vifA.Network.Bridge, "tapa", vifA.MAC)
 	vmB := newVM(t, hv, vifB.Network.Bridge, "tapb", vifB.MAC)
 	for _, x := range []struct {
-		v   *hostnettest.VM
+		v   *nstest.VM
 		vif rpc.VIF
 	}{{vmA, vifA}, {vmB, vifB}} {
 		x.v.StartDHCP(t)

@@ -6,7 +6,7 @@
 // bridge is the network's).
 //
 // The driver itself is hostnet/flat.go, beside the other drivers and their
-// shared part (docs/decisions/009-drivers-in-hostnet.md); this package is
+// shared part (docs/decisions/011-host-in-two-layers.md); this package is
 // its constructor and its tests.
 package flat
 

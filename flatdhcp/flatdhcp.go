@@ -7,7 +7,7 @@
 // the --dhcp-* and --dnsmasq* flags.
 //
 // The driver itself is hostnet/flatdhcp.go over the bridged part it shares
-// with vlan (hostnet/bridged.go; docs/decisions/009-drivers-in-hostnet.md);
+// with vlan (hostnet/bridged.go; docs/decisions/011-host-in-two-layers.md);
 // this package is its constructor and its tests.
 package flatdhcp
 

@@ -30,7 +30,7 @@ func TestFlatDHCPInNamespace(t *testing.T) {
 	host.Run(t, "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p")
 	host.Run(t, "ip", "addr", "add", "192.0.2.5/24", "dev", "eth1")
 	host.Run(t, "ip", "link", "set", "eth1", "up")
-	vm := hostnettest.NewVM(t, host, "tap1")
+	vm := nstest.NewVM(t, host, "tap1")
 
 	dir := filepath.Join(t.TempDir(), "dhcp")
 	cfg := hostnet.Config{
@@ -122,7 +122,7 @@ func TestFlatDHCPInNamespace(t *testing.T) {
 		pids, err := host.Pids()
 		return err == nil && len(pids) == 0
 	})
-	if got, want := hostnettest.LinkNames(t, host), []string{"eth1", "eth1p", "lo", "tap1"}; !cmp.Equal(got, want) {
+	if got, want := nstest.LinkNames(t, host), []string{"eth1", "eth1p", "lo", "tap1"}; !cmp.Equal(got, want) {
 		t.Errorf("links after teardown = %q, want %q", got, want)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "br100")); !os.IsNotExist(err) {

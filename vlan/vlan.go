@@ -7,7 +7,7 @@
 // --vxlan-port, and the --dhcp-* and --dnsmasq* flags.
 //
 // The driver itself is hostnet/vlan.go over the bridged part it shares
-// with flatdhcp (hostnet/bridged.go; docs/decisions/009-drivers-in-hostnet.md);
+// with flatdhcp (hostnet/bridged.go; docs/decisions/011-host-in-two-layers.md);
 // this package is its constructor and its tests.
 package vlan
 

@@ -149,7 +149,7 @@ func TestDatabaseVerifyFull(t *testing.T) {
 		}
 		errb.Reset()
 		code := run(ctx, []string{"serve", "--embedded-nats-listen", "127.0.0.1:0", "--http-listen", ""}, io.Discard, &errb,
-			env(map[string]string{"NOVANET_DATABASE_URL": tc.url}), nil)
+			env(map[string]string{"NOVANET_DATABASE_URL": tc.url, "NOVANET_CREDS_DIR": t.TempDir()}), nil)
 		if code != 1 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("serve with %s: exit %d %q, want %q", tc.what, code, errb.String(), tc.want)
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,6 +56,7 @@ type options struct {
 	natsURL       string
 	nats          natsconn.Options
 	embeddedNATS  string
+	credsDir      string
 	embeddedName  string
 	cluster       natsembed.Cluster
 	httpListen    string
@@ -120,6 +122,8 @@ NOVANET_DATABASE_URL, --nats-url from NOVANET_NATS_URL, and so on.`,
 		"PostgreSQL URL of the role that owns the schema, for migrate and serve --migrate (default --database-url)")
 	pf.StringVar(&o.runtimeRole, "runtime-role", "",
 		"role that migrate up grants DML on every table to (default: --database-url's user, when --migrate-database-url names another)")
+	pf.StringVar(&o.credsDir, "creds-dir", "",
+		"NATS identities: the embedded server's own (made at its first start) and those \"creds\" issues (default: novanet/nats in the user's configuration directory, ~/.config)")
 	pf.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
 	pf.IntVar(&o.dbMaxConns, "db-max-conns", 8,
@@ -238,7 +242,7 @@ it, or a superuser.`,
 		},
 	})
 	envflags.Annotate(pf, envPrefix)
-	root.AddCommand(serve, migrate)
+	root.AddCommand(serve, migrate, newCredsCmd(&o))
 	return root
 }
 
@@ -314,20 +318,29 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 
 	natsURL := o.natsURL
 	if natsURL == "" {
-		ns, err := natsembed.Start(o.embeddedNATS, embedded...)
+		store, seed, err := embeddedIdentities(o)
+		if err != nil {
+			return err
+		}
+		if o.nats.Anonymous() {
+			o.nats.NKey = seed
+		}
+		ns, err := natsembed.Start(o.embeddedNATS, append(embedded, natsembed.WithAuthFile(store.ConfigPath()))...)
 		if err != nil {
 			return err
 		}
 		defer ns.Shutdown()
+		stopReload := reloadOnHUP(ns, store, log)
+		defer stopReload()
 		natsURL = ns.ClientURL()
 		fields := []zap.Field{zap.String("url", redact.URL(natsURL)), zap.String("name", ns.Name())}
 		if r := ns.RouteURL(); r != "" {
 			fields = append(fields, zap.String("cluster", o.cluster.Name), zap.String("routes_listen", r),
-				zap.Strings("routes", o.cluster.Routes))
+				zap.String("routes", redact.URL(strings.Join(o.cluster.Routes, ","))))
 		}
 		log.Info("embedded nats-server started", fields...)
 	}
-	nc, err := o.nats.Connect(natsURL, "network-manager", nats.MaxReconnects(-1),
+	nc, err := o.nats.Connect(natsURL, "network-manager", nats.MaxReconnects(-1), natsconn.LogErrors(log),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected", zap.Error(err))

@@ -14,7 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/nats-io/nats.go"
 
 	"novanet/client"
 	"novanet/internal/pgtest"
@@ -112,12 +111,7 @@ func TestRuntimeRole(t *testing.T) {
 
 	s := serve(t, map[string]string{"NOVANET_DATABASE_URL": appURL},
 		"--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-format", "console")
-	nc, err := nats.Connect(s.natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	c := client.New(nc, 10*time.Second)
+	c := client.New(s.connect(t), 10*time.Second)
 	if _, err := c.CreateNetworks(ctx, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/24", NumNetworks: 1, NetworkSize: 256}); err != nil {
 		t.Fatalf("create networks as the runtime role: %v", err)
 	}
