@@ -59,7 +59,7 @@ demo:
 	scripts/demo.sh
 
 run: build db
-	@echo "network-manager: NATS on nats://127.0.0.1:4222, health on http://127.0.0.1:9696; try: $(BIN)/netadm network create 10.0.0.0/8 3 16"
+	@echo "network-manager: NATS on nats://127.0.0.1:4222 (identities in ~/.config/novanet/nats; anonymous clients refused), health on http://127.0.0.1:9696; try, as this user: $(BIN)/netadm network create 10.0.0.0/8 3 16"
 	NOVANET_DATABASE_URL='$(DATABASE_URL)' \
 		$(BIN)/network-manager serve --migrate --log-format console
 

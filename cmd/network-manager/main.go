@@ -54,6 +54,7 @@ type options struct {
 	natsURL       string
 	nats          natsconn.Options
 	embeddedNATS  string
+	credsDir      string
 	embeddedName  string
 	cluster       natsembed.Cluster
 	httpListen    string
@@ -106,6 +107,8 @@ NOVANET_DATABASE_URL, --nats-url from NOVANET_NATS_URL, and so on.`,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL, e.g. postgres://novanet@localhost/novanet (required)")
+	pf.StringVar(&o.credsDir, "creds-dir", "",
+		"NATS identities: the embedded server's own (made at its first start) and those \"creds\" issues (default: novanet/nats in the user's configuration directory, ~/.config)")
 	pf.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
 	pf.IntVar(&o.dbMaxConns, "db-max-conns", 8,
@@ -211,7 +214,7 @@ NATS reachable) and /metrics (Prometheus).`,
 		},
 	})
 	envflags.Annotate(pf, envPrefix)
-	root.AddCommand(serve, migrate)
+	root.AddCommand(serve, migrate, newCredsCmd(&o))
 	return root
 }
 
@@ -318,11 +321,20 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 
 	natsURL := o.natsURL
 	if natsURL == "" {
-		ns, err := natsembed.Start(o.embeddedNATS, embedded...)
+		store, seed, err := embeddedIdentities(o)
+		if err != nil {
+			return err
+		}
+		if o.nats.Anonymous() {
+			o.nats.NKey = seed
+		}
+		ns, err := natsembed.Start(o.embeddedNATS, append(embedded, natsembed.WithAuthFile(store.ConfigPath()))...)
 		if err != nil {
 			return err
 		}
 		defer ns.Shutdown()
+		stopReload := reloadOnHUP(ns, store, log)
+		defer stopReload()
 		natsURL = ns.ClientURL()
 		fields := []zap.Field{zap.String("url", redact.URL(natsURL)), zap.String("name", ns.Name())}
 		if r := ns.RouteURL(); r != "" {
@@ -331,7 +343,7 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 		}
 		log.Info("embedded nats-server started", fields...)
 	}
-	nc, err := o.nats.Connect(natsURL, "network-manager", nats.MaxReconnects(-1),
+	nc, err := o.nats.Connect(natsURL, "network-manager", nats.MaxReconnects(-1), natsconn.LogErrors(log),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected", zap.Error(err))

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/spf13/pflag"
+	"go.uber.org/zap"
 
 	"novanet/internal/envflags"
 )
@@ -170,4 +171,17 @@ func DefaultsFromEnv(fs *pflag.FlagSet, getenv func(string) string) {
 		}
 		f.Usage += " (env " + env + ")"
 	}
+}
+
+// LogErrors logs the errors the server reports asynchronously, such as a
+// permissions violation (a publish or subscription the identity may not
+// make), which would otherwise go unnoticed.
+func LogErrors(log *zap.Logger) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if sub != nil {
+			log.Error("NATS", zap.String("subscription", sub.Subject), zap.Error(err))
+			return
+		}
+		log.Error("NATS", zap.Error(err))
+	})
 }
