@@ -9,7 +9,6 @@ package agent
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -57,9 +56,9 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// ConvergeInterval: how often the whole host is converged; default 60s.
 	ConvergeInterval time.Duration
-	// Instance identifies this agent process to the manager, which refuses
-	// a second live agent under the same host name; default: a random id
-	// made by New.
+	// Instance identifies this agent to the manager, which refuses a
+	// second live agent under the same host name; default: the id kept in
+	// <StateDir>/instance, made at the first start.
 	Instance string
 }
 
@@ -99,7 +98,11 @@ func New(cfg Config, log *zap.Logger, mgr Manager, drv hostnet.Driver, host Host
 		cfg.ConvergeInterval = time.Minute
 	}
 	if cfg.Instance == "" {
-		cfg.Instance = rand.Text()
+		id, err := loadInstance(cfg.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Instance = id
 	}
 	st, err := newStore(cfg.StateDir)
 	if err != nil {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"novanet/hostnet"
 )
@@ -105,4 +107,53 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// loadInstance returns the agent instance id kept in <stateDir>/instance,
+// making a random one at the first start. The id is the host's state: a
+// restarted agent (same machine, same records) is the same instance,
+// another machine started under the same host name is another.
+func loadInstance(stateDir string) (string, error) {
+	p := filepath.Join(stateDir, "instance")
+	b, err := os.ReadFile(p)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" && len(id) <= 64 {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("agent instance: %w", err)
+	}
+	id := rand.Text()
+	if err := os.MkdirAll(stateDir, 0o750); err != nil {
+		return "", fmt.Errorf("state directory: %w", err)
+	}
+	if err := atomicfile.Write(p, []byte(id+"\n"), 0o640); err != nil {
+		return "", fmt.Errorf("agent instance: %w", err)
+	}
+	return id, nil
+}
+
+// LockStateDir takes <stateDir>/lock for the life of the process (the
+// lock goes with the returned file, or the process): two agents sharing
+// one state directory would tear down each other's networks. It fails,
+// naming the holder's pid, when another process holds it.
+func LockStateDir(stateDir string) (*os.File, error) {
+	if err := os.MkdirAll(stateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	p := filepath.Join(stateDir, "lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("state directory lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(p)
+		f.Close()
+		return nil, fmt.Errorf("state directory %s is in use by another network-host (pid %s): %w",
+			stateDir, strings.TrimSpace(string(holder)), err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
 }

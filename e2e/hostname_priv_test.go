@@ -2,7 +2,9 @@ package e2e_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +72,20 @@ func TestSecondAgentWithOneHostNameRefused(t *testing.T) {
 	nstest.Eventually(t, 30*time.Second, "br100 on the second machine", func() bool { return hasLink(hv2, "br100") })
 	if _, err := env.Client.ConvergeHost(ctx, "hv1"); err != nil {
 		t.Errorf("converge hv1 after the takeover: %v", err)
+	}
+}
+
+// Two agents on one state directory would tear down each other's
+// networks: the second exits, naming the first.
+func TestStateDirectoryLocked(t *testing.T) {
+	nstest.RequireRoot(t)
+	env := testenv.Start(t, "flatdhcp")
+	hv := nstest.New(t)
+	first := newAgent(t, env, hv, "hv1", "flatdhcp")
+	first.start()
+	first.waitRegistered()
+	out, err := exec.Command(networkHost(t), first.args...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is in use by another network-host (pid "+strconv.Itoa(first.cmd.Process.Pid)) {
+		t.Errorf("a second agent on the first one's state directory: %v\n%s", err, out)
 	}
 }

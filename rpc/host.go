@@ -84,8 +84,10 @@ type RegisterHostRequest struct {
 	Host    string `json:"host"`
 	Driver  string `json:"driver"` // flat, flatdhcp or vlan
 	Version string `json:"version,omitempty"`
-	// Instance identifies the agent process: a random id it makes at
-	// start (at most 64 bytes). While the host's agent is alive (seen
+	// Instance identifies the agent: a random id network-host makes at
+	// its first start and keeps in its state directory (at most 64
+	// bytes), so a restart is the same instance and another machine under
+	// the same name is not. While the host's agent is alive (seen
 	// within three heartbeat intervals), a registration from another
 	// instance is refused with conflict: two agents with one host name.
 	// Empty (older agents): not checked.

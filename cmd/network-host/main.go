@@ -229,7 +229,7 @@ leases) and the next start converges from there.`,
 	f.StringVar(&o.dhcpDir, "dhcp-dir", "/var/lib/novanet/dhcp", "where dnsmasq keeps its files, one directory per network")
 	f.StringVar(&o.dnsmasq, "dnsmasq", "dnsmasq", "dnsmasq binary")
 	f.StringVar(&o.dnsmasqUser, "dnsmasq-user", "", "user dnsmasq drops to (empty: its default, nobody); it must read --dhcp-dir")
-	f.StringVar(&o.stateDir, "state-dir", "/var/lib/novanet/host", "where the agent records what it made")
+	f.StringVar(&o.stateDir, "state-dir", "/var/lib/novanet/host", "where the agent records what it made, and its instance id (one agent per directory: it is locked)")
 	f.StringVar(&o.eventSocket, "event-socket", "/run/novanet/network-host.sock", "unix socket for DHCP lease events from dhcp-event")
 	f.StringVar(&o.iptablesBackend, "iptables-backend", "auto", "iptables binaries: auto (iptables on PATH), nft or legacy")
 	f.StringVar(&o.iptablesChains, "iptables-chain-prefix", "novanet-host", "prefix of the iptables chains the agent owns")
@@ -358,6 +358,11 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 	}
 	// One netlink handle for the namespace: the driver's links and the
 	// floating addresses.
+	lock, err := agent.LockStateDir(o.stateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	links, err := link.Open(cfg.NetNS)
 	if err != nil {
 		return err
