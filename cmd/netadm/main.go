@@ -52,6 +52,10 @@ type dialer func(url string, o natsconn.Options, timeout time.Duration) (*client
 
 func dialNATS(url string, o natsconn.Options, timeout time.Duration) (*client.Client, func(), error) {
 	nc, err := o.Connect(url, "netadm", nats.Timeout(timeout))
+	if errors.Is(err, nats.ErrAuthorization) && o.Anonymous() {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (no credentials: give --nats-nkey or --nats-creds, "+
+			"or run netadm as the user whose embedded server made ~/.config/novanet/nats/operator.admin.nk)", redact.URL(url), err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redact.URL(url), err)
 	}
@@ -134,6 +138,11 @@ func newRoot(a *app, getenv func(string) string) *cobra.Command {
 		Long: `netadm manages novanet's networks through the network-manager, over NATS.
 It never touches the database: every command is an RPC to the manager, so it
 works from any machine that can reach the NATS servers.
+
+It connects as an operator identity (docs/security.md): --nats-nkey or
+--nats-creds, else the operator seed that the embedded server of "make run"
+made for this user, ~/.config/novanet/nats/operator.admin.nk, when it
+exists.
 
 Exit status: 0 on success, 1 when the manager refuses or fails the request,
 2 for a bad command line.`,
