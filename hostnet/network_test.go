@@ -146,7 +146,7 @@ func FuzzParseNetwork(f *testing.F) {
 				t.Fatalf("rules of parsed %+v do not render: %v", n, err)
 			}
 		}
-		c, err := hostnet.DHCPConfig(hostCfg("flatdhcp"), hostnet.DHCPName(n.ID, n.Bridge), n)
+		c, _, err := hostnet.DHCPConfig(hostCfg("flatdhcp"), hostnet.DHCPName(n.Bridge), n)
 		if err == nil {
 			err = c.Validate()
 		}
