@@ -14,7 +14,7 @@ PG_PORT ?= 5439
 DATABASE_URL ?= postgres://novanet:novanet@127.0.0.1:$(PG_PORT)/novanet?sslmode=disable
 FUZZTIME ?= 20s
 
-.PHONY: help build test vet fmt-check run db db-stop demo bench fuzz install clean
+.PHONY: help build test vet fmt-check run db db-stop demo bench fuzz install install-nats clean
 
 help:
 	@echo "make build     build $(CMDS) into $(BIN)/"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench     benchmarks, each beside a baseline measured in the same run"
 	@echo "make fuzz      run every fuzz target for FUZZTIME ($(FUZZTIME)) each"
 	@echo "make install   install the binaries into $(PREFIX)/bin and the units into /etc/systemd/system"
+	@echo "make install-nats  (a NATS node) nats-server at go.mod's version, deploy/nats/ into /etc/nats, its unit"
 
 build:
 	@mkdir -p $(BIN)
@@ -58,7 +59,7 @@ demo:
 	scripts/demo.sh
 
 run: build db
-	@echo "network-manager: NATS on nats://127.0.0.1:4222, health on http://127.0.0.1:9696; try: $(BIN)/netadm network create 10.0.0.0/8 3 16"
+	@echo "network-manager: NATS on nats://127.0.0.1:4222 (identities in ~/.config/novanet/nats; anonymous clients refused), health on http://127.0.0.1:9696; try, as this user: $(BIN)/netadm network create 10.0.0.0/8 3 16"
 	NOVANET_DATABASE_URL='$(DATABASE_URL)' \
 		$(BIN)/network-manager serve --migrate --log-format console
 
@@ -83,11 +84,25 @@ fuzz:
 install: build
 	install -D -m 0755 -t $(PREFIX)/bin $(addprefix $(BIN)/,$(CMDS))
 	install -D -m 0644 -t $(PREFIX)/share/doc/novanet README.md
-	install -D -m 0644 -t /etc/systemd/system deploy/systemd/*.service
+	install -D -m 0644 -t /etc/systemd/system deploy/systemd/network-*.service
 	id novanet >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin novanet
 	install -d -m 0755 /etc/novanet
 	@for f in network-manager network-host; do \
 		[ -e /etc/novanet/$$f.env ] || install -m 0640 -g novanet deploy/$$f.env.example /etc/novanet/$$f.env; done
+	@if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+# One node of the NATS cluster (deploy/nats/): nats-server built at the
+# version go.mod pins for the embedded server. The node's TLS files and the
+# generated novanet-authorization.conf go into /etc/nats by hand.
+install-nats:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ github.com/nats-io/nats-server/v2
+	install -D -m 0755 -t $(PREFIX)/bin $(BIN)/nats-server
+	install -D -m 0644 -t /etc/systemd/system deploy/systemd/nats-server.service
+	id nats >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin nats
+	install -d -m 0750 -g nats /etc/nats /etc/nats/tls
+	@[ -e /etc/nats/nats-server.conf ] || install -m 0640 -g nats deploy/nats/nats-server.conf /etc/nats/
+	@[ -e /etc/nats/nats-server.env ] || install -m 0640 -g nats deploy/nats/nats-server.env.example /etc/nats/nats-server.env
 	@if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 clean:

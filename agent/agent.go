@@ -7,10 +7,11 @@
 package agent
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -41,7 +42,7 @@ var _ Manager = (*client.Client)(nil)
 type Host interface {
 	// Apply makes the firewall and the floating addresses match nets and
 	// fips, and returns what it changed.
-	Apply(ctx context.Context, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) ([]string, error)
+	Apply(ctx context.Context, nets []hostnet.Network, fips []rpc.HostFloatingIP) ([]string, error)
 }
 
 // Config tunes an Agent.
@@ -66,10 +67,13 @@ type Agent struct {
 	host  Host
 	store *store
 
-	mu sync.Mutex // one convergence at a time
-	// desired is the last desired state seen, by network; fips the
+	// mu makes convergences one at a time, each from one consistent
+	// state: the desired state is read from the manager under it, so an
+	// older state is never applied after a newer one.
+	mu sync.Mutex
+	// desired is the last desired state seen, by network, parsed; fips the
 	// floating IPs. Both feed the firewall, which is computed whole.
-	desired map[int64]rpc.HostNetwork
+	desired map[int64]hostnet.Network
 	fips    []rpc.HostFloatingIP
 	synced  bool // a full convergence has succeeded since start
 }
@@ -93,57 +97,60 @@ func New(cfg Config, log *zap.Logger, mgr Manager, drv hostnet.Driver, host Host
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, log: log, mgr: mgr, drv: drv, host: host, store: st, desired: map[int64]rpc.HostNetwork{}}, nil
+	return &Agent{cfg: cfg, log: log, mgr: mgr, drv: drv, host: host, store: st, desired: map[int64]hostnet.Network{}}, nil
 }
 
 // Report is what one convergence did.
 type Report struct {
 	Changes []string // what was created, removed or repaired
-	Errors  []string // what could not be done; the rest was
+	Errors  []error  // what could not be done; the rest was
 }
 
 func (r *Report) add(changes []string, err error) {
 	r.Changes = append(r.Changes, changes...)
 	if err != nil {
-		r.Errors = append(r.Errors, err.Error())
+		r.Errors = append(r.Errors, err)
 	}
 }
 
-func (r Report) err() error {
-	if len(r.Errors) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%d problems: %s", len(r.Errors), r.Errors[0])
-}
+// err is every error of the report, joined (nil when there is none).
+func (r Report) err() error { return errors.Join(r.Errors...) }
 
 // Converge makes the whole host match the manager's desired state: every
 // network it should serve is set up, every network of ours it should not
 // serve is torn down (from the records, even when the manager no longer
 // knows the network), and the firewall and floating addresses match. One
 // network's failure does not stop the others; the error says how many
-// failed.
+// failed. A network the host cannot use (hostnet.ParseNetwork refuses it)
+// is an error of the report; its record, if any, stays.
 func (a *Agent) Converge(ctx context.Context) (Report, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	st, err := a.mgr.HostState(ctx, a.cfg.Host, 0)
 	if err != nil {
 		return Report{}, fmt.Errorf("desired state of %s: %w", a.cfg.Host, err)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	var rep Report
 	recs, err := a.store.list()
 	if err != nil {
 		return rep, err
 	}
-	want := map[int64]rpc.HostNetwork{}
+	nets, err := hostnet.ParseNetworks(st.Networks)
+	rep.add(nil, err)
+	listed := map[int64]bool{}
 	for _, n := range st.Networks {
+		listed[n.ID] = true
+	}
+	want := map[int64]hostnet.Network{}
+	for _, n := range nets {
 		want[n.ID] = n
 	}
 	for _, rec := range recs {
-		if _, ok := want[rec.NetworkID]; !ok {
+		if !listed[rec.NetworkID] {
 			rep.add(a.teardown(ctx, rec))
 		}
 	}
-	for _, n := range st.Networks {
+	for _, n := range nets {
 		rep.add(a.setup(ctx, n))
 	}
 	a.desired, a.fips = want, st.FloatingIPs
@@ -163,16 +170,20 @@ func (a *Agent) Converge(ctx context.Context) (Report, error) {
 // set up when the manager says the host serves it, torn down when not.
 // The firewall is recomputed from the whole state.
 func (a *Agent) ConvergeNetwork(ctx context.Context, id int64) (Report, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	st, err := a.mgr.HostState(ctx, a.cfg.Host, id)
 	if err != nil {
 		return Report{}, fmt.Errorf("desired state of network %d on %s: %w", id, a.cfg.Host, err)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	var rep Report
 	if len(st.Networks) == 1 && st.Networks[0].ID == id {
-		rep.add(a.setup(ctx, st.Networks[0]))
-		a.desired[id] = st.Networks[0]
+		if n, err := hostnet.ParseNetwork(st.Networks[0]); err != nil {
+			rep.add(nil, err)
+		} else {
+			rep.add(a.setup(ctx, n))
+			a.desired[id] = n
+		}
 	} else {
 		delete(a.desired, id)
 		rec, err := a.store.get(id)
@@ -190,11 +201,12 @@ func (a *Agent) ConvergeNetwork(ctx context.Context, id int64) (Report, error) {
 }
 
 // setup records, then sets up, one network. A network whose plan changed
-// (new bridge name, say) is torn down under its old record first.
-func (a *Agent) setup(ctx context.Context, n rpc.HostNetwork) ([]string, error) {
+// (new bridge name, say) is torn down under its old record first. The
+// driver's errors name the network already.
+func (a *Agent) setup(ctx context.Context, n hostnet.Network) ([]string, error) {
 	rec, err := a.drv.Plan(n)
 	if err != nil {
-		return nil, fmt.Errorf("network %d (%s): %w", n.ID, n.Label, err)
+		return nil, err
 	}
 	var changes []string
 	old, err := a.store.get(n.ID)
@@ -212,32 +224,20 @@ func (a *Agent) setup(ctx context.Context, n rpc.HostNetwork) ([]string, error) 
 		return changes, err
 	}
 	ch, err := a.drv.Setup(ctx, n)
-	changes = append(changes, ch...)
-	if err != nil {
-		return changes, fmt.Errorf("set up network %d (%s): %w", n.ID, n.Label, err)
-	}
-	return changes, nil
+	return append(changes, ch...), err
 }
 
 func (a *Agent) teardown(ctx context.Context, rec hostnet.Record) ([]string, error) {
 	changes, err := a.drv.Teardown(ctx, rec)
 	if err != nil {
-		return changes, fmt.Errorf("tear down network %d: %w", rec.NetworkID, err)
+		return changes, err
 	}
 	return changes, a.store.remove(rec.NetworkID)
 }
 
 func (a *Agent) applyHost(ctx context.Context) ([]string, error) {
-	nets := make([]rpc.HostNetwork, 0, len(a.desired))
-	for _, n := range a.desired {
-		nets = append(nets, n)
-	}
-	slices.SortFunc(nets, func(x, y rpc.HostNetwork) int { return int(x.ID - y.ID) })
-	ch, err := a.host.Apply(ctx, nets, a.fips)
-	if err != nil {
-		return ch, fmt.Errorf("firewall and floating addresses: %w", err)
-	}
-	return ch, nil
+	nets := slices.SortedFunc(maps.Values(a.desired), func(x, y hostnet.Network) int { return cmp.Compare(x.ID, y.ID) })
+	return a.host.Apply(ctx, nets, a.fips)
 }
 
 // register announces the host; it is also the heartbeat.
@@ -279,7 +279,7 @@ func (a *Agent) handler(ctx context.Context, method string) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
 		var body rpc.HostNetworkRequest
 		if err := rpc.Decode(req.Data(), &body); err != nil {
-			_ = req.Error("400", err.Error(), mustJSON(err))
+			_ = rpc.RespondError(req, replyError(method, a.cfg.Host, err))
 			return
 		}
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -292,16 +292,14 @@ func (a *Agent) handler(ctx context.Context, method string) micro.Handler {
 		case method == rpc.HostMethodConverge:
 			rep, err = a.Converge(rctx)
 		case body.NetworkID <= 0:
-			e := &rpc.Error{Code: rpc.CodeInvalidArgument, Message: "network_id is required", Field: "network_id"}
-			_ = req.Error("400", e.Message, mustJSON(e))
+			_ = rpc.RespondError(req, &rpc.Error{Code: rpc.CodeInvalidArgument, Message: "network_id is required", Field: "network_id"})
 			return
 		default:
 			rep, err = a.ConvergeNetwork(rctx, body.NetworkID)
 		}
 		a.logReport(method, body.NetworkID, rep, err)
 		if err != nil {
-			e := rpc.Errorf(rpc.CodeInternal, "%s on %s: %v", method, a.cfg.Host, err)
-			_ = req.Error("500", e.Message, mustJSON(e))
+			_ = rpc.RespondError(req, replyError(method, a.cfg.Host, err))
 			return
 		}
 		_ = req.RespondJSON(rpc.HostActionReply{Changes: nonNil(rep.Changes)})
@@ -315,11 +313,6 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func mustJSON(v any) []byte {
-	b, _ := json.Marshal(v)
-	return b
-}
-
 func (a *Agent) logReport(what string, network int64, rep Report, err error) {
 	fields := []zap.Field{zap.String("trigger", what)}
 	if network != 0 {
@@ -329,7 +322,7 @@ func (a *Agent) logReport(what string, network int64, rep Report, err error) {
 		a.log.Info("host changed", append(fields, zap.Strings("changes", rep.Changes))...)
 	}
 	if err != nil {
-		a.log.Warn("convergence incomplete", append(fields, zap.Strings("errors", rep.Errors), zap.Error(err))...)
+		a.log.Warn("convergence incomplete", append(fields, zap.Int("problems", len(rep.Errors)), zap.Error(err))...)
 	}
 }
 

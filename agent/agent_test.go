@@ -24,6 +24,9 @@ type fakeManager struct {
 	mu    sync.Mutex
 	state rpc.HostState
 	calls []string
+	// afterRead, when set, runs in HostState after the state was read and
+	// before it is returned (without mu held).
+	afterRead func(id int64)
 }
 
 func (f *fakeManager) RegisterHost(context.Context, rpc.RegisterHostRequest) (rpc.HostInfo, error) {
@@ -39,7 +42,18 @@ func (f *fakeManager) HostState(_ context.Context, host string, id int64) (rpc.H
 			st.Networks = append(st.Networks, n)
 		}
 	}
+	if hook := f.afterRead; hook != nil {
+		f.mu.Unlock()
+		hook(id)
+		f.mu.Lock()
+	}
 	return st, nil
+}
+
+func (f *fakeManager) setNetworks(nets []rpc.HostNetwork) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state.Networks = nets
 }
 
 func (f *fakeManager) Call(_ context.Context, method string, req, _ any) error {
@@ -61,11 +75,11 @@ type fakeDriver struct {
 
 func (d *fakeDriver) Name() string { return "flatdhcp" }
 
-func (d *fakeDriver) Plan(n rpc.HostNetwork) (hostnet.Record, error) {
+func (d *fakeDriver) Plan(n hostnet.Network) (hostnet.Record, error) {
 	return hostnet.Record{NetworkID: n.ID, Driver: "flatdhcp", Bridge: n.Bridge, BridgeOwned: true, DHCP: n.Bridge}, nil
 }
 
-func (d *fakeDriver) Setup(_ context.Context, n rpc.HostNetwork) ([]string, error) {
+func (d *fakeDriver) Setup(_ context.Context, n hostnet.Network) ([]string, error) {
 	if _, err := d.store.get(n.ID); err != nil {
 		d.t.Errorf("network %d set up before its record was written: %v", n.ID, err)
 	}
@@ -89,7 +103,7 @@ func (d *fakeDriver) Teardown(_ context.Context, rec hostnet.Record) ([]string, 
 
 type fakeHost struct{ applied [][]int64 }
 
-func (h *fakeHost) Apply(_ context.Context, nets []rpc.HostNetwork, _ []rpc.HostFloatingIP) ([]string, error) {
+func (h *fakeHost) Apply(_ context.Context, nets []hostnet.Network, _ []rpc.HostFloatingIP) ([]string, error) {
 	var ids []int64
 	for _, n := range nets {
 		ids = append(ids, n.ID)
@@ -115,7 +129,7 @@ func nets(bridges ...string) []rpc.HostNetwork {
 	var out []rpc.HostNetwork
 	for i, b := range bridges {
 		if b != "" {
-			out = append(out, rpc.HostNetwork{ID: int64(i + 1), Bridge: b})
+			out = append(out, rpc.HostNetwork{ID: int64(i + 1), Bridge: b, CIDR: fmt.Sprintf("10.%d.0.0/24", i+1)})
 		}
 	}
 	return out
@@ -208,6 +222,50 @@ func TestRestartTearsDownFromRecords(t *testing.T) {
 	}
 }
 
+// A per-network convergence (a setup_network notice) that runs while a full
+// convergence is reading the desired state must not be undone by it: the
+// full convergence's state, read before the notice's network existed, is
+// older. The notice is handled as early as the agent lets it: at once when
+// the agent's lock is free while the full state is read (the order that
+// tore the network down), after the full convergence otherwise.
+func TestOlderFullStateDoesNotUndoANotice(t *testing.T) {
+	ctx := t.Context()
+	a, mgr, drv, _ := newTestAgent(t, t.TempDir())
+	mgr.setNetworks(nets("br1"))
+	notice := make(chan error, 1)
+	var once sync.Once
+	mgr.afterRead = func(id int64) {
+		if id != 0 {
+			return
+		}
+		once.Do(func() {
+			// The full state {1} has been read; now the manager sets up
+			// network 2 on this host and sends the notice.
+			mgr.setNetworks(nets("br1", "br2"))
+			if a.mu.TryLock() {
+				a.mu.Unlock()
+				_, err := a.ConvergeNetwork(ctx, 2)
+				notice <- err
+				return
+			}
+			go func() { _, err := a.ConvergeNetwork(ctx, 2); notice <- err }()
+		})
+	}
+	if _, err := a.Converge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-notice; err != nil {
+		t.Fatal(err)
+	}
+	mgr.afterRead = nil
+	if drv.made[2] != "br2" {
+		t.Errorf("network 2 made: %v; want br2 (the notice undone by the older full state)", drv.made)
+	}
+	if got := recordIDs(t, a); !slices.Equal(got, []int64{1, 2}) {
+		t.Errorf("records %v, want [1 2]", got)
+	}
+}
+
 func TestEventsReachTheManager(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -275,4 +333,47 @@ func FuzzParseEventMessage(f *testing.F) {
 			t.Fatalf("round trip %+v -> %+v", ev, again)
 		}
 	})
+}
+
+func TestReplyErrorCodes(t *testing.T) {
+	noBridge := fmt.Errorf("network 1 (br100): bridge br100 does not exist: %w", hostnet.ErrNoBridge)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want rpc.Code
+	}{
+		{"missing flat bridge", noBridge, rpc.CodeConflict},
+		{"port of another bridge", fmt.Errorf("x: %w", hostnet.ErrPortInUse), rpc.CodeConflict},
+		{"bad network", fmt.Errorf("%w: network 1: cidr", hostnet.ErrInvalidNetwork), rpc.CodeInvalidArgument},
+		{"the manager's own code", fmt.Errorf("desired state of hv1: %w", rpc.Errorf(rpc.CodeUnavailable, "database unavailable")), rpc.CodeUnavailable},
+		{"out of time", fmt.Errorf("dnsmasq: %w", context.DeadlineExceeded), rpc.CodeUnavailable},
+		{"anything else", errors.New("boom"), rpc.CodeInternal},
+		{"a report of several", errors.Join(errors.New("boom"), noBridge), rpc.CodeConflict},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := replyError("converge", "hv1", tc.err)
+			if e.Code != tc.want {
+				t.Errorf("code %s, want %s", e.Code, tc.want)
+			}
+			if want := "converge on hv1: " + tc.err.Error(); e.Message != want {
+				t.Errorf("message %q, want %q", e.Message, want)
+			}
+		})
+	}
+}
+
+// A report keeps every error, and its error states each once.
+func TestReportKeepsItsErrors(t *testing.T) {
+	ctx := context.Background()
+	a, mgr, drv, _ := newTestAgent(t, t.TempDir())
+	mgr.state.Networks = nets("br1", "br2", "br3")
+	mgr.state.Networks[2].CIDR = "10.3.0.0/99" // refused when parsed
+	drv.fail[1] = true
+	rep, err := a.Converge(ctx)
+	if len(rep.Errors) != 2 || !errors.Is(err, hostnet.ErrInvalidNetwork) || !strings.Contains(err.Error(), "injected failure") {
+		t.Fatalf("converge: %v (%d errors); want the failure of network 1 and the bad network 3", err, len(rep.Errors))
+	}
+	if !slices.Equal(rep.Changes, []string{"created br2"}) {
+		t.Errorf("changes %v, want br2 made", rep.Changes)
+	}
 }

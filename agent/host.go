@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -18,7 +19,7 @@ type Binder interface {
 }
 
 // KernelHost is the Host of a real machine (or namespace): ip forwarding,
-// the firewall from hostnet.Rules and the floating addresses.
+// the firewall (Firewall) and the floating addresses (floating.Binder).
 type KernelHost struct {
 	cfg    hostnet.Config
 	fw     *iptables.Manager
@@ -37,8 +38,20 @@ func NewKernelHost(cfg hostnet.Config, fw *iptables.Manager, fams []iptables.Fam
 	return &KernelHost{cfg: cfg, fw: fw, fams: fams, binder: binder}
 }
 
-// Apply implements Host.
-func (h *KernelHost) Apply(ctx context.Context, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) ([]string, error) {
+// Firewall is the whole firewall of a host serving nets with the floating
+// IPs ips: hostnet's rules of the networks and floating's NAT rules.
+func Firewall(cfg hostnet.Config, nets []hostnet.Network, ips []floating.IP) (hostnet.Ruleset, error) {
+	rs, err := hostnet.Rules(cfg, nets)
+	if err != nil {
+		return nil, err
+	}
+	floating.AddRules(rs, ips)
+	return rs, nil
+}
+
+// Apply implements Host. A floating IP the host cannot use is an error of
+// the result; the others are applied.
+func (h *KernelHost) Apply(ctx context.Context, nets []hostnet.Network, fips []rpc.HostFloatingIP) ([]string, error) {
 	var changes []string
 	if !h.forwarding {
 		if err := hostnet.EnableForwarding(h.cfg.NetNS); err != nil {
@@ -46,16 +59,17 @@ func (h *KernelHost) Apply(ctx context.Context, nets []rpc.HostNetwork, fips []r
 		}
 		h.forwarding = true
 	}
-	rs, err := hostnet.Rules(h.cfg, nets, fips)
+	ips, badIPs := floating.Parse(fips, h.cfg.PublicInterface)
+	rs, err := Firewall(h.cfg, nets, ips)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(badIPs, err)
 	}
 	if err := rs.SetRules(h.fw, h.fams...); err != nil {
-		return nil, err
+		return nil, errors.Join(badIPs, err)
 	}
 	if err := h.fw.Apply(ctx); err != nil {
 		h.last = nil
-		return nil, fmt.Errorf("firewall: %w", err)
+		return nil, errors.Join(badIPs, fmt.Errorf("firewall: %w", err))
 	}
 	if !reflect.DeepEqual(rs, h.last) {
 		if h.last != nil {
@@ -65,12 +79,8 @@ func (h *KernelHost) Apply(ctx context.Context, nets []rpc.HostNetwork, fips []r
 		}
 		h.last = rs
 	}
-	want, err := hostnet.FloatingAddrs(h.cfg, fips)
-	if err != nil {
-		return changes, err
-	}
-	ch, err := h.binder.Ensure(ctx, want)
-	return append(changes, ch...), err
+	ch, err := h.binder.Ensure(ctx, floating.Prefixes(ips))
+	return append(changes, ch...), errors.Join(badIPs, err)
 }
 
 // Resync makes the next Apply rewrite every chain and re-check the jumps,

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
 	"novanet/rpc"
@@ -17,35 +19,70 @@ import (
 // DefaultTimeout applies to calls whose context has no deadline.
 const DefaultTimeout = 30 * time.Second
 
+// DefaultAttemptTimeout bounds one attempt of a manager call; see
+// WithAttemptTimeout.
+const DefaultAttemptTimeout = 5 * time.Second
+
 // Client sends requests to whichever manager replica the queue group picks.
 type Client struct {
 	nc      *nats.Conn
 	timeout time.Duration
+	attempt time.Duration
+}
+
+// Option tunes a Client.
+type Option func(*Client)
+
+// WithAttemptTimeout sets how long one attempt of a manager call waits for
+// its reply before the call is sent again, to whichever replica the queue
+// group picks (default DefaultAttemptTimeout). Methods that may take long
+// (create_networks, delete_network, create_floating_ips,
+// delete_floating_ips) get the whole call's time in one attempt.
+func WithAttemptTimeout(d time.Duration) Option {
+	return func(c *Client) {
+		if d > 0 {
+			c.attempt = d
+		}
+	}
 }
 
 // New returns a client on an open NATS connection. timeout bounds calls
 // whose context has no deadline (0: DefaultTimeout).
-func New(nc *nats.Conn, timeout time.Duration) *Client {
+func New(nc *nats.Conn, timeout time.Duration, opts ...Option) *Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{nc: nc, timeout: timeout}
+	c := &Client{nc: nc, timeout: timeout, attempt: DefaultAttemptTimeout}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Call sends req as JSON to a manager method and decodes the reply into
 // reply (which may be nil). Errors from the manager are *rpc.Error; an
 // absent or silent manager is rpc.CodeUnavailable.
+//
+// Every call carries a new request id (the Novanet-Request-Id header) and
+// its attempt's deadline (Novanet-Deadline). It is sent again, with the
+// same id, after an unavailable reply, no responders, or an attempt that
+// timed out, with a backoff of 50 ms doubling to 1 s, until the context's
+// deadline (or the client's timeout): the manager answers a repeated id
+// with the first reply, and the methods without an id store are
+// idempotent, so a retry never does the work twice. docs/rpc.md, "Request
+// ids and deadlines".
 func (c *Client) Call(ctx context.Context, method string, req, reply any) error {
-	return c.call(ctx, rpc.Subject(method), "network-manager", method, req, reply)
+	return c.call(ctx, rpc.Subject(method), "network-manager", method, req, reply, true)
 }
 
 // CallHost sends req to a method of the agent on host
-// (novanet.host.<host>.<method>).
+// (novanet.host.<host>.<method>), once: agents' methods are idempotent but
+// may take a minute, so one attempt gets the whole time.
 func (c *Client) CallHost(ctx context.Context, host, method string, req, reply any) error {
 	if err := rpc.ValidateHostName(host); err != nil {
 		return &rpc.Error{Code: rpc.CodeInvalidArgument, Message: err.Error(), Field: "host"}
 	}
-	return c.call(ctx, rpc.HostSubject(host, method), "network-host on "+host, method, req, reply)
+	return c.call(ctx, rpc.HostSubject(host, method), "network-host on "+host, method, req, reply, false)
 }
 
 // ConvergeHost asks the agent on host to converge the whole host now, and
@@ -56,7 +93,19 @@ func (c *Client) ConvergeHost(ctx context.Context, host string) ([]string, error
 	return r.Changes, err
 }
 
-func (c *Client) call(ctx context.Context, subject, who, method string, req, reply any) error {
+// longMethods may take long on a large request: one attempt gets the whole
+// time of the call.
+var longMethods = map[string]bool{
+	rpc.MethodCreateNetworks: true, rpc.MethodDeleteNetwork: true,
+	rpc.MethodCreateFloatingIPs: true, rpc.MethodDeleteFloatingIPs: true,
+}
+
+const (
+	firstBackoff = 50 * time.Millisecond
+	maxBackoff   = time.Second
+)
+
+func (c *Client) call(ctx context.Context, subject, who, method string, req, reply any, retry bool) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode %s request: %w", method, err)
@@ -66,29 +115,76 @@ func (c *Client) call(ctx context.Context, subject, who, method string, req, rep
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	msg, err := c.nc.RequestWithContext(ctx, subject, body)
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return rpc.Errorf(rpc.CodeUnavailable, "no %s answers on %s (is it running and on the same NATS?)", who, subject)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return rpc.Errorf(rpc.CodeUnavailable, "no reply on %s in time", subject)
-	case err != nil:
-		return fmt.Errorf("request %s: %w", subject, err)
-	}
-	if status := msg.Header.Get(rpc.HeaderErrorCode); status != "" {
-		var e rpc.Error
-		if json.Unmarshal(msg.Data, &e) != nil || e.Code == "" {
-			e = rpc.Error{Code: rpc.CodeForStatus(status), Message: msg.Header.Get(rpc.HeaderError)}
+	deadline, _ := ctx.Deadline()
+	id := uuid.NewString()
+	backoff := firstBackoff
+	for attempt := 1; ; attempt++ {
+		per := time.Until(deadline)
+		if retry && !longMethods[method] && per > c.attempt {
+			per = c.attempt
 		}
-		return &e
+		msg, err := c.attemptOnce(ctx, subject, id, body, per)
+		again := false
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			err = rpc.Errorf(rpc.CodeUnavailable, "no %s answers on %s (is it running and on the same NATS?)", who, subject)
+			again = true
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			err = rpc.Errorf(rpc.CodeUnavailable, "no reply on %s in time (%d attempts)", subject, attempt)
+			again = true
+		case err != nil:
+			return fmt.Errorf("request %s: %w", subject, err)
+		default:
+			err = replyError(msg)
+			again = errors.Is(err, rpc.ErrUnavailable)
+		}
+		if !again || !retry || ctx.Err() != nil {
+			if err != nil || reply == nil {
+				return err
+			}
+			if err := json.Unmarshal(msg.Data, reply); err != nil {
+				return fmt.Errorf("decode %s reply: %w", method, err)
+			}
+			return nil
+		}
+		// Jitter spreads the retries of many callers.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		if time.Until(deadline) <= wait {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, maxBackoff)
 	}
-	if reply == nil {
+}
+
+// attemptOnce sends one attempt and waits at most per for its reply.
+func (c *Client) attemptOnce(ctx context.Context, subject, id string, body []byte, per time.Duration) (*nats.Msg, error) {
+	actx, cancel := context.WithTimeout(ctx, per)
+	defer cancel()
+	m := nats.NewMsg(subject)
+	m.Data = body
+	m.Header.Set(rpc.HeaderRequestID, id)
+	if d, ok := actx.Deadline(); ok {
+		m.Header.Set(rpc.HeaderDeadline, rpc.FormatDeadline(d))
+	}
+	return c.nc.RequestMsgWithContext(actx, m)
+}
+
+// replyError returns the error a reply carries, or nil.
+func replyError(msg *nats.Msg) error {
+	status := msg.Header.Get(rpc.HeaderErrorCode)
+	if status == "" {
 		return nil
 	}
-	if err := json.Unmarshal(msg.Data, reply); err != nil {
-		return fmt.Errorf("decode %s reply: %w", method, err)
+	var e rpc.Error
+	if json.Unmarshal(msg.Data, &e) != nil || e.Code == "" {
+		e = rpc.Error{Code: rpc.CodeForStatus(status), Message: msg.Header.Get(rpc.HeaderError)}
 	}
-	return nil
+	return &e
 }
 
 // CreateNetworks creates networks as nova-manage network create.

@@ -7,6 +7,7 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -24,8 +25,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
+	hostagent "novanet/agent"
+	"novanet/floating"
 	"novanet/hostnet"
-	"novanet/hostnet/hostnettest"
 	"novanet/internal/pgtest"
 	"novanet/internal/testenv"
 	"novanet/linuxnet/iptables"
@@ -187,9 +189,9 @@ func hasLink(ns *nstest.NS, name string) bool {
 }
 
 // newVM plugs a VM with the given MAC into bridge of hv, through tap port.
-func newVM(t *testing.T, hv *nstest.NS, bridge, port, mac string) *hostnettest.VM {
+func newVM(t *testing.T, hv *nstest.NS, bridge, port, mac string) *nstest.VM {
 	t.Helper()
-	v := hostnettest.NewVM(t, hv, port)
+	v := nstest.NewVM(t, hv, port)
 	v.SetMAC(t, mac)
 	v.Plug(t, hv, bridge) // as the hypervisor plugs a VIF
 	return v
@@ -218,7 +220,7 @@ func fixedIP(t *testing.T, env *testenv.Env, addr string) rpc.FixedIP {
 }
 
 // wantFirewall waits until the namespace's iptables equal what
-// hostnet.Rules makes of the manager's desired state for the host (the
+// hostagent.Firewall makes of the manager's desired state for the host (the
 // agent applies it after the links), and reports the difference if they
 // never do.
 func wantFirewall(t *testing.T, env *testenv.Env, hv *nstest.NS, cfg hostnet.Config) {
@@ -227,7 +229,15 @@ func wantFirewall(t *testing.T, env *testenv.Env, hv *nstest.NS, cfg hostnet.Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := hostnet.Rules(cfg, st.Networks, st.FloatingIPs)
+	nets, err := hostnet.ParseNetworks(st.Networks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips, err := floating.Parse(st.FloatingIPs, cfg.PublicInterface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := hostagent.Firewall(cfg, nets, ips)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +371,7 @@ func TestVLANProjectsIsolated(t *testing.T) {
 	vmA := newVM(t, hv, vifA.Network.Bridge, "tapa", vifA.MAC)
 	vmB := newVM(t, hv, vifB.Network.Bridge, "tapb", vifB.MAC)
 	for _, x := range []struct {
-		v   *hostnettest.VM
+		v   *nstest.VM
 		vif rpc.VIF
 	}{{vmA, vifA}, {vmB, vifB}} {
 		x.v.StartDHCP(t)
@@ -550,6 +560,10 @@ func TestFlatUsesOperatorBridge(t *testing.T) {
 	_, err := env.Client.ConvergeHost(ctx, "hv1")
 	if err == nil || !strings.Contains(err.Error(), "bridge br100 does not exist") {
 		t.Fatalf("converge without the operator's bridge: %v, want an error naming br100", err)
+	}
+	// With the manager's code for a clash with the host's state.
+	if !errors.Is(err, rpc.ErrConflict) || strings.Count(err.Error(), "network 1 (br100)") != 1 {
+		t.Errorf("converge without the operator's bridge: %v, want conflict naming network 1 (br100) once", err)
 	}
 	if got := links(t, hv); len(got) != 0 {
 		t.Errorf("flat driver made links %v", got)

@@ -17,12 +17,9 @@ func net1() rpc.HostNetwork {
 
 func TestMissingBridge(t *testing.T) {
 	links := hostnettest.NewLinks("eth0")
-	d, err := flat.New(hostnet.Config{Driver: "flat"}, links)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = d.Setup(t.Context(), net1())
-	if !errors.Is(err, flat.ErrNoBridge) {
+	d := newDriver(t, links)
+	_, err := d.Setup(t.Context(), net1())
+	if !errors.Is(err, hostnet.ErrNoBridge) {
 		t.Fatalf("Setup = %v, want ErrNoBridge", err)
 	}
 	const want = "bridge br100 does not exist: flat mode uses the operator's bridge; create it or use flatdhcp"
@@ -35,7 +32,7 @@ func TestMissingBridge(t *testing.T) {
 
 	// A link of that name that is no bridge is refused too.
 	links.Add("br100", hostnettest.Link{Kind: "device", Up: true})
-	if _, err := d.Setup(t.Context(), net1()); !errors.Is(err, flat.ErrNoBridge) || !strings.Contains(err.Error(), "br100 is a device") {
+	if _, err := d.Setup(t.Context(), net1()); !errors.Is(err, hostnet.ErrNoBridge) || !strings.Contains(err.Error(), "br100 is a device") {
 		t.Errorf("Setup on a device = %v", err)
 	}
 }
@@ -44,10 +41,7 @@ func TestUsesOperatorBridge(t *testing.T) {
 	links := hostnettest.NewLinks("eth0")
 	links.Add("br100", hostnettest.Link{Kind: "bridge", Up: true, MTU: 1500})
 	before := links.Dump()
-	d, err := flat.New(hostnet.Config{Driver: "flat"}, links)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDriver(t, links)
 	rec, err := d.Plan(net1())
 	if err != nil {
 		t.Fatal(err)
@@ -71,11 +65,9 @@ func TestUsesOperatorBridge(t *testing.T) {
 	}
 }
 
+// A bad network is refused when it is parsed, before the driver sees it.
 func TestBadNetwork(t *testing.T) {
-	d, err := flat.New(hostnet.Config{}, hostnettest.NewLinks())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDriver(t, hostnettest.NewLinks())
 	n := net1()
 	n.CIDR = "10.0.0.0/99"
 	if _, err := d.Plan(n); !errors.Is(err, hostnet.ErrInvalidNetwork) {
@@ -84,4 +76,18 @@ func TestBadNetwork(t *testing.T) {
 	if _, err := d.Setup(t.Context(), n); !errors.Is(err, hostnet.ErrInvalidNetwork) {
 		t.Errorf("Setup = %v", err)
 	}
+	if _, err := flat.New(hostnet.Config{}, nil); !errors.Is(err, hostnet.ErrInvalidConfig) {
+		t.Errorf("New without links = %v", err)
+	}
+}
+
+// newDriver is the flat driver on links, taking rpc.HostNetwork as the
+// agent gets it.
+func newDriver(t *testing.T, links *hostnettest.Links) hostnettest.Driver {
+	t.Helper()
+	d, err := hostnet.NewDriver(hostnet.Config{Driver: "flat"}, links, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hostnettest.Driver{Driver: d}
 }

@@ -30,7 +30,7 @@ func TestFlatDHCPInNamespace(t *testing.T) {
 	host.Run(t, "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p")
 	host.Run(t, "ip", "addr", "add", "192.0.2.5/24", "dev", "eth1")
 	host.Run(t, "ip", "link", "set", "eth1", "up")
-	vm := hostnettest.NewVM(t, host, "tap1")
+	vm := nstest.NewVM(t, host, "tap1")
 
 	dir := filepath.Join(t.TempDir(), "dhcp")
 	cfg := hostnet.Config{
@@ -49,10 +49,11 @@ func TestFlatDHCPInNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := flatdhcp.New(cfg, links, servers)
+	drv, err := flatdhcp.New(cfg, links, servers)
 	if err != nil {
 		t.Fatal(err)
 	}
+	d := hostnettest.Driver{Driver: drv} // takes rpc.HostNetwork, as the agent gets it
 	n := rpc.HostNetwork{
 		ID: 1, CIDR: "10.77.0.0/24", Gateway: "10.77.0.1", DHCPStart: "10.77.0.2", Bridge: "br100",
 		DNS: []string{"10.77.0.1"}, MTU: 1400, EnableDHCP: true,
@@ -121,7 +122,7 @@ func TestFlatDHCPInNamespace(t *testing.T) {
 		pids, err := host.Pids()
 		return err == nil && len(pids) == 0
 	})
-	if got, want := hostnettest.LinkNames(t, host), []string{"eth1", "eth1p", "lo", "tap1"}; !cmp.Equal(got, want) {
+	if got, want := nstest.LinkNames(t, host), []string{"eth1", "eth1p", "lo", "tap1"}; !cmp.Equal(got, want) {
 		t.Errorf("links after teardown = %q, want %q", got, want)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "br100")); !os.IsNotExist(err) {

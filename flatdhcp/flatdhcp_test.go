@@ -3,9 +3,7 @@ package flatdhcp_test
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
-	"novanet/internal/golden"
 	"strings"
 	"testing"
 
@@ -25,24 +23,10 @@ func config() hostnet.Config {
 	}
 }
 
-type fakeOS struct {
-	links *hostnettest.Links
-	dhcp  *hostnettest.DHCP
-	agent *hostnettest.Agent
-}
-
-func newOS(t *testing.T) *fakeOS {
+func newOS(t *testing.T) *hostnettest.OS {
 	t.Helper()
-	o := &fakeOS{links: hostnettest.NewLinks("eth0", "eth1", "eth2"), dhcp: hostnettest.NewDHCP()}
-	d, err := flatdhcp.New(config(), o.links, o.dhcp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.agent = hostnettest.NewAgent(d)
-	return o
+	return hostnettest.NewOS(t, config(), "eth0", "eth1", "eth2")
 }
-
-func (o *fakeOS) dump() string { return o.links.Dump() + o.dhcp.Dump() }
 
 func net1(hosts int) rpc.HostNetwork {
 	n := rpc.HostNetwork{
@@ -65,73 +49,31 @@ func net2(dhcp bool) rpc.HostNetwork {
 }
 
 // states are desired states of the host, each a list of networks.
-func states() []struct {
-	name string
-	nets []rpc.HostNetwork
-} {
+func states() []hostnettest.State {
 	mtu := net1(1)
 	mtu.MTU = 1400
 	renamed := net1(1)
 	renamed.Bridge = "br101"
-	return []struct {
-		name string
-		nets []rpc.HostNetwork
-	}{
-		{"empty", nil},
-		{"one network", []rpc.HostNetwork{net1(1)}},
-		{"two hosts", []rpc.HostNetwork{net1(2)}},
-		{"mtu and a second network without dhcp", []rpc.HostNetwork{mtu, net2(false)}},
-		{"second network with dhcp only", []rpc.HostNetwork{net2(true)}},
-		{"bridge renamed", []rpc.HostNetwork{renamed, net2(true)}},
-		{"no hosts", []rpc.HostNetwork{net1(0)}},
+	return []hostnettest.State{
+		{Name: "empty"},
+		{Name: "one network", Nets: []rpc.HostNetwork{net1(1)}},
+		{Name: "two hosts", Nets: []rpc.HostNetwork{net1(2)}},
+		{Name: "mtu and a second network without dhcp", Nets: []rpc.HostNetwork{mtu, net2(false)}},
+		{Name: "second network with dhcp only", Nets: []rpc.HostNetwork{net2(true)}},
+		{Name: "bridge renamed", Nets: []rpc.HostNetwork{renamed, net2(true)}},
+		{Name: "no hosts", Nets: []rpc.HostNetwork{net1(0)}},
 	}
 }
 
-// TestStates applies the states in order, checks the OS state of each
-// against the golden file and that converging again changes nothing; then
-// walks random transitions and checks that every state is reached cleanly.
+// TestStates is the state table: see hostnettest.CheckStates.
 func TestStates(t *testing.T) {
-	o := newOS(t)
-	want := map[string]string{}
-	var all strings.Builder
-	for _, s := range states() {
-		changes, err := o.agent.Converge(t.Context(), s.nets)
-		if err != nil {
-			t.Fatalf("%s: %v", s.name, err)
-		}
-		fmt.Fprintf(&all, "== %s\n-- changes\n%s\n-- state\n%s", s.name, strings.Join(changes, "\n"), o.dump())
-		if again, err := o.agent.Converge(t.Context(), s.nets); err != nil || again != nil {
-			t.Errorf("%s: converging again = %q, %v; want no changes", s.name, again, err)
-		}
-		// The state reached from a fresh host.
-		fresh := newOS(t)
-		if _, err := fresh.agent.Converge(t.Context(), s.nets); err != nil {
-			t.Fatalf("%s from scratch: %v", s.name, err)
-		}
-		want[s.name] = fresh.dump()
-		if d := cmp.Diff(want[s.name], o.dump()); d != "" {
-			t.Errorf("%s: state after the previous one differs from a fresh host (-fresh +got):\n%s", s.name, d)
-		}
-	}
-	golden.Check(t, "states.golden", all.String())
-
-	rng := rand.New(rand.NewPCG(1, 2))
-	ss := states()
-	for i := range 60 {
-		s := ss[rng.IntN(len(ss))]
-		if _, err := o.agent.Converge(t.Context(), s.nets); err != nil {
-			t.Fatalf("transition %d to %s: %v", i, s.name, err)
-		}
-		if d := cmp.Diff(want[s.name], o.dump()); d != "" {
-			t.Fatalf("transition %d to %s (-want +got):\n%s", i, s.name, d)
-		}
-	}
+	hostnettest.CheckStates(t, newOS, states(), "states.golden", 1, 2)
 }
 
 func TestSetupReportsAndRepairsDrift(t *testing.T) {
 	o := newOS(t)
 	ctx := t.Context()
-	d := o.agent.Driver
+	d := o.Agent.Driver
 	n := net1(1)
 	changes, err := d.Setup(ctx, n)
 	if err != nil {
@@ -153,11 +95,11 @@ func TestSetupReportsAndRepairsDrift(t *testing.T) {
 		t.Errorf("Setup with new DNS = %q, %v", changes, err)
 	}
 	// Drift: dnsmasq died, the bridge lost its address, eth1 left it.
-	o.dhcp.Kill("br100")
-	if err := o.links.Delete(ctx, "br100"); err != nil {
+	o.DHCP.Kill("br100")
+	if err := o.Links.Delete(ctx, "br100"); err != nil {
 		t.Fatal(err)
 	}
-	o.links.Add("br100", hostnettest.Link{Kind: "bridge", MTU: 1500})
+	o.Links.Add("br100", hostnettest.Link{Kind: "bridge", MTU: 1500})
 	changes, err = d.Setup(ctx, n)
 	if err != nil {
 		t.Fatal(err)
@@ -175,15 +117,15 @@ func TestSetupReportsAndRepairsDrift(t *testing.T) {
 
 func TestMovesFlatInterfaceAddress(t *testing.T) {
 	o := newOS(t)
-	o.links.Add("eth1", hostnettest.Link{Kind: "device", Up: true, MTU: 1500, Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.5/24")}})
-	changes, err := o.agent.Driver.Setup(t.Context(), net1(0))
+	o.Links.Add("eth1", hostnettest.Link{Kind: "device", Up: true, MTU: 1500, Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.5/24")}})
+	changes, err := o.Agent.Driver.Setup(t.Context(), net1(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !cmp.Equal(changes[2:3], []string{"enslaved eth1 to br100"}) || changes[3] != "moved 192.0.2.5/24 from eth1 to br100" {
 		t.Errorf("changes = %q", changes)
 	}
-	br, _ := o.links.Get("br100")
+	br, _ := o.Links.Get("br100")
 	if !cmp.Equal(br.Addrs, []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24"), netip.MustParsePrefix("192.0.2.5/24")}, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })) {
 		t.Errorf("bridge addresses = %v", br.Addrs)
 	}
@@ -191,7 +133,7 @@ func TestMovesFlatInterfaceAddress(t *testing.T) {
 
 func TestTeardownOfGoneObjects(t *testing.T) {
 	o := newOS(t)
-	d := o.agent.Driver
+	d := o.Agent.Driver
 	rec, err := d.Plan(net1(1))
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +155,7 @@ func TestTeardownOfGoneObjects(t *testing.T) {
 	if changes, err := d.Teardown(t.Context(), rec); err != nil || changes != nil {
 		t.Errorf("second Teardown = %q, %v", changes, err)
 	}
-	if got, want := o.dump(), hostnettest.NewLinks("eth0", "eth1", "eth2").Dump(); got != want {
+	if got, want := o.Dump(), hostnettest.NewLinks("eth0", "eth1", "eth2").Dump(); got != want {
 		t.Errorf("after teardown:\n%s\nwant\n%s", got, want)
 	}
 	for _, bad := range []hostnet.Record{
@@ -233,18 +175,18 @@ func TestErrors(t *testing.T) {
 		o := newOS(t)
 		n := net1(0)
 		n.BridgeInterface = "eth7"
-		_, err := o.agent.Driver.Setup(ctx, n)
+		_, err := o.Agent.Driver.Setup(ctx, n)
 		if !errors.Is(err, link.ErrNotFound) || !strings.Contains(err.Error(), "flat interface eth7") || !strings.Contains(err.Error(), "network 1 (br100)") {
 			t.Errorf("Setup = %v", err)
 		}
 	})
 	t.Run("port of another bridge", func(t *testing.T) {
 		o := newOS(t)
-		o.links.Add("br9", hostnettest.Link{Kind: "bridge", Up: true, MTU: 1500})
-		if err := o.links.Enslave(ctx, "br9", "eth1", link.EnslaveOptions{}); err != nil {
+		o.Links.Add("br9", hostnettest.Link{Kind: "bridge", Up: true, MTU: 1500})
+		if err := o.Links.Enslave(ctx, "br9", "eth1", link.EnslaveOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		_, err := o.agent.Driver.Setup(ctx, net1(0))
+		_, err := o.Agent.Driver.Setup(ctx, net1(0))
 		if !errors.Is(err, hostnet.ErrPortInUse) || !strings.Contains(err.Error(), "eth1") || !strings.Contains(err.Error(), "br9") {
 			t.Errorf("Setup = %v", err)
 		}
@@ -253,7 +195,7 @@ func TestErrors(t *testing.T) {
 		o := newOS(t)
 		n := net1(0)
 		n.Bridge = "eth2"
-		if _, err := o.agent.Driver.Setup(ctx, n); !errors.Is(err, link.ErrMismatch) || !strings.Contains(err.Error(), "eth2") {
+		if _, err := o.Agent.Driver.Setup(ctx, n); !errors.Is(err, link.ErrMismatch) || !strings.Contains(err.Error(), "eth2") {
 			t.Errorf("Setup = %v", err)
 		}
 	})
@@ -261,30 +203,38 @@ func TestErrors(t *testing.T) {
 		o := newOS(t)
 		n := net1(0)
 		n.Gateway = ""
-		if _, err := o.agent.Driver.Setup(ctx, n); !errors.Is(err, hostnet.ErrInvalidNetwork) || !strings.Contains(err.Error(), "gateway") {
+		if _, err := o.Agent.Driver.Setup(ctx, n); !errors.Is(err, hostnet.ErrInvalidNetwork) || !strings.Contains(err.Error(), "gateway") {
 			t.Errorf("Setup = %v", err)
 		}
-		if o.links.Calls != nil {
-			t.Errorf("links changed: %q", o.links.Calls)
+		if o.Links.Calls != nil {
+			t.Errorf("links changed: %q", o.Links.Calls)
 		}
 	})
 	t.Run("dnsmasq failure names the network", func(t *testing.T) {
 		o := newOS(t)
-		o.dhcp.Fail = errors.New("boom")
-		if _, err := o.agent.Driver.Setup(ctx, net1(0)); err == nil || !strings.Contains(err.Error(), "network 1 (br100)") {
+		o.DHCP.Fail = errors.New("boom")
+		_, err := o.Agent.Driver.Setup(ctx, net1(0))
+		if err == nil || !strings.Contains(err.Error(), "network 1 (br100)") {
 			t.Errorf("Setup = %v", err)
+		}
+		// Stated once (it read "network 1 (br100): network 1 (br100): boom").
+		if err != nil && err.Error() != "network 1 (br100): boom" {
+			t.Errorf("Setup = %q, want %q", err, "network 1 (br100): boom")
 		}
 	})
 	t.Run("config", func(t *testing.T) {
 		cfg := config()
 		cfg.DHCPDir = "dhcp"
-		if _, err := flatdhcp.New(cfg, hostnettest.NewLinks(), hostnettest.NewDHCP()); !errors.Is(err, hostnet.ErrInvalidConfig) {
+		if _, err := hostnet.NewDriver(cfg, hostnettest.NewLinks(), hostnettest.NewDHCP()); !errors.Is(err, hostnet.ErrInvalidConfig) {
 			t.Errorf("New with relative dir = %v", err)
 		}
 		cfg = config()
 		cfg.FlatInterface = "eth 1"
-		if _, err := flatdhcp.New(cfg, hostnettest.NewLinks(), hostnettest.NewDHCP()); !errors.Is(err, hostnet.ErrInvalidConfig) {
+		if _, err := hostnet.NewDriver(cfg, hostnettest.NewLinks(), hostnettest.NewDHCP()); !errors.Is(err, hostnet.ErrInvalidConfig) {
 			t.Errorf("New with bad flat interface = %v", err)
+		}
+		if _, err := flatdhcp.New(config(), nil, nil); !errors.Is(err, hostnet.ErrInvalidConfig) {
+			t.Errorf("New without links = %v", err)
 		}
 	})
 }

@@ -1,7 +1,9 @@
-// Package floating binds floating IPs on a host: each associated floating
-// address is added as a /32 (or /128) on its public interface, announced
-// with a gratuitous ARP, and removed once it is no longer associated with
-// this host. The NAT rules that go with them are computed in hostnet.
+// Package floating is everything about floating IPs on a host: which are
+// associated here (Parse, from the manager's host state), their NAT rules
+// (AddRules, into the host's hostnet.Ruleset), and binding them (Binder):
+// each floating address is added as a /32 (or /128) on its public
+// interface through linuxnet/link, announced with a gratuitous ARP
+// (Arping), and removed once it is no longer associated with this host.
 //
 // Only addresses this package added are ever removed: it keeps the list in
 // a state file, written before an address is added, so that after a crash

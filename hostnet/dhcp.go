@@ -20,16 +20,17 @@ const DefaultDHCPLeaseTime = 24 * time.Hour
 // under the instance name: files in cfg.DHCPDir/<name>, the static range
 // from n.DHCPStart (else the first address after the gateway), router =
 // gateway, n.DNS, cfg.DHCPDomain, cfg.DHCPLeaseTime, n.MTU, EventCommand =
-// cfg.DHCPCommand. It is pure; the result has been validated.
+// cfg.DHCPCommand. It is pure; the result has been validated. Errors do
+// not name the network: the driver that asks does.
 func DHCPConfig(cfg Config, name string, n Network) (dnsmasq.Config, error) {
 	if !ValidDHCPName(name) {
-		return dnsmasq.Config{}, fmt.Errorf("%w: %s: dnsmasq name %q: want 1-32 of [A-Za-z0-9_-]", ErrInvalidNetwork, n, name)
+		return dnsmasq.Config{}, fmt.Errorf("%w: dnsmasq name %q: want 1-32 of [A-Za-z0-9_-]", ErrInvalidNetwork, name)
 	}
 	if err := checkDHCPDir(cfg.DHCPDir); err != nil {
 		return dnsmasq.Config{}, err
 	}
 	if !n.Gateway.IsValid() || !n.Gateway.Addr().Is4() {
-		return dnsmasq.Config{}, fmt.Errorf("%w: %s: dhcp needs an IPv4 gateway", ErrInvalidNetwork, n)
+		return dnsmasq.Config{}, fmt.Errorf("%w: dhcp needs an IPv4 gateway", ErrInvalidNetwork)
 	}
 	start := n.DHCPStart
 	if !start.IsValid() {
@@ -56,7 +57,7 @@ func DHCPConfig(cfg Config, name string, n Network) (dnsmasq.Config, error) {
 		NetNS:        cfg.NetNS,
 	}
 	if err := c.Validate(); err != nil {
-		return dnsmasq.Config{}, fmt.Errorf("%s: %w", n, err)
+		return dnsmasq.Config{}, err
 	}
 	return c, nil
 }

@@ -1,33 +1,60 @@
-// Package hostnet holds what the host drivers (flat, flatdhcp, vlan) share
-// with the agent that runs them: the Driver interface, the host's own
-// settings, the record of what a driver made for a network (so that it can
-// be removed after a restart, even when the network is gone from the
-// database), and the firewall rules every mode needs.
+// Package hostnet is the host model and its drivers: a network as the host
+// sees it (Network, parsed once from the manager's rpc.HostNetwork), the
+// host's own settings (Config), the record of what a driver made for a
+// network (Record, so that it can be removed after a restart, even when the
+// network is gone from the database), the Flat, FlatDHCP and VLAN drivers
+// (flat.go, flatdhcp.go, vlan.go over the shared bridged.go), the dnsmasq
+// configuration of a network, and the firewall rules every mode needs.
+//
+// The drivers reach the kernel only through linuxnet: links through the
+// small kernel interface that *link.Manager implements (kernel.go), dnsmasq
+// through DHCPServers. Floating addresses are package floating's.
 package hostnet
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
-
-	"novanet/rpc"
 )
 
-// Driver sets up and tears down one network on the host. Both are
-// idempotent and safe to retry after a crash at any point.
+// Driver sets up and tears down one network on the host. All three are
+// idempotent and safe to retry after a crash at any point. Their errors
+// name the network once ("network 1 (br100): ...").
 type Driver interface {
 	// Name is flat, flatdhcp or vlan.
 	Name() string
 	// Plan returns the record of what Setup will make for n, before it makes
 	// anything: the agent stores it first, so that a crash in the middle of
 	// Setup leaves a record naming everything that may exist.
-	Plan(n rpc.HostNetwork) (Record, error)
-	// Setup makes n present (links, addresses, dnsmasq with n.DHCPHosts)
-	// and returns what it changed, in words, for the log ("created bridge
+	Plan(n Network) (Record, error)
+	// Setup makes n present (links, addresses, dnsmasq with n.Hosts) and
+	// returns what it changed, in words, for the log ("created bridge
 	// br100", "dnsmasq br100 reloaded"); nil when nothing changed.
-	Setup(ctx context.Context, n rpc.HostNetwork) ([]string, error)
+	Setup(ctx context.Context, n Network) ([]string, error)
 	// Teardown removes what rec names; what is already gone is fine.
 	Teardown(ctx context.Context, rec Record) ([]string, error)
+}
+
+// NewDriver returns the driver cfg.Driver names (flat.New, flatdhcp.New
+// and vlan.New call it). links is the kernel's links in one namespace: a
+// *link.Manager, or in tests hostnettest's in-memory Links. dhcp runs the
+// networks' dnsmasq instances under cfg.DHCPDir: a *DHCPServers, or
+// hostnettest's DHCP; flat mode runs none and takes nil.
+func NewDriver(cfg Config, links kernel, dhcp dhcpServers) (Driver, error) {
+	if links == nil {
+		return nil, fmt.Errorf("%s: %w: no links", cfg.Driver, ErrInvalidConfig)
+	}
+	switch cfg.Driver {
+	case DriverFlat:
+		return newFlat(links), nil
+	case DriverFlatDHCP:
+		return newFlatDHCP(cfg, links, dhcp)
+	case DriverVLAN:
+		return newVLAN(cfg, links, dhcp)
+	}
+	return nil, fmt.Errorf("%w: driver %q: want flat, flatdhcp or vlan", ErrInvalidConfig, cfg.Driver)
 }
 
 // Record names what a driver made on the host for one network.
@@ -43,6 +70,15 @@ type Record struct {
 	// DHCP names the network's dnsmasq instance (its directory under
 	// Config.DHCPDir), if any.
 	DHCP string `json:"dhcp,omitempty"`
+}
+
+// String returns "network ID (bridge)" for messages, as Network.String.
+func (r Record) String() string {
+	s := "network " + strconv.FormatInt(r.NetworkID, 10)
+	if r.Bridge != "" {
+		s += " (" + r.Bridge + ")"
+	}
+	return s
 }
 
 // Config is the host's own configuration, from network-host's flags.

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -16,7 +15,8 @@ import (
 )
 
 // ErrInvalidNetwork is wrapped by every error about a field of an
-// rpc.HostNetwork or rpc.HostFloatingIP that cannot be used on the host.
+// rpc.HostNetwork (or, in package floating, an rpc.HostFloatingIP) that
+// cannot be used on the host.
 var ErrInvalidNetwork = errors.New("invalid network")
 
 // ErrInvalidConfig is wrapped by errors about the host's own Config.
@@ -88,7 +88,7 @@ func ParseNetwork(n rpc.HostNetwork) (Network, error) {
 	}
 	out.CIDR = cidr
 	if n.Gateway != "" {
-		gw, err := parseAddr("gateway", n.Gateway)
+		gw, err := ParseAddr("gateway", n.Gateway)
 		if err != nil {
 			return bad("%v", err)
 		}
@@ -98,7 +98,7 @@ func ParseNetwork(n rpc.HostNetwork) (Network, error) {
 		out.Gateway = netip.PrefixFrom(gw, cidr.Bits())
 	}
 	if n.DHCPStart != "" {
-		s, err := parseAddr("dhcp start", n.DHCPStart)
+		s, err := ParseAddr("dhcp start", n.DHCPStart)
 		if err != nil {
 			return bad("%v", err)
 		}
@@ -108,7 +108,7 @@ func ParseNetwork(n rpc.HostNetwork) (Network, error) {
 		out.DHCPStart = s
 	}
 	for _, d := range n.DNS {
-		a, err := parseAddr("dns server", d)
+		a, err := ParseAddr("dns server", d)
 		if err != nil {
 			return bad("%v", err)
 		}
@@ -156,6 +156,22 @@ func ParseNetwork(n rpc.HostNetwork) (Network, error) {
 	return out, nil
 }
 
+// ParseNetworks parses the networks of one host state: the ones that
+// parse, in order, and the errors of the others, joined.
+func ParseNetworks(nets []rpc.HostNetwork) ([]Network, error) {
+	out := make([]Network, 0, len(nets))
+	var errs []error
+	for _, n := range nets {
+		p, err := ParseNetwork(n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, errors.Join(errs...)
+}
+
 // parseVPN returns the network's VPN forward. A VLAN network always has a
 // VPN port and private address, but a public address only when the
 // operator gave one (netadm network create --vpn-public-address): without
@@ -168,11 +184,11 @@ func parseVPN(n rpc.HostNetwork) (*VPN, error) {
 		return nil, fmt.Errorf("vpn %q:%d -> %q: want public address, port and private address together",
 			n.VPNPublicAddress, n.VPNPublicPort, n.VPNPrivateAddress)
 	}
-	pub, err := parseAddr("vpn public address", n.VPNPublicAddress)
+	pub, err := ParseAddr("vpn public address", n.VPNPublicAddress)
 	if err != nil {
 		return nil, err
 	}
-	priv, err := parseAddr("vpn private address", n.VPNPrivateAddress)
+	priv, err := ParseAddr("vpn private address", n.VPNPrivateAddress)
 	if err != nil {
 		return nil, err
 	}
@@ -185,8 +201,9 @@ func parseVPN(n rpc.HostNetwork) (*VPN, error) {
 	return &VPN{Public: pub, Port: uint16(n.VPNPublicPort), Private: priv}, nil
 }
 
-// parseAddr parses an address strictly: no zone, no IPv4-mapped IPv6.
-func parseAddr(what, s string) (netip.Addr, error) {
+// ParseAddr parses an address of the manager's strictly: no zone, no
+// IPv4-mapped IPv6. what names the field in the error.
+func ParseAddr(what, s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("%s %q: %w", what, s, err)
@@ -208,7 +225,7 @@ func ParseDHCPHost(h rpc.DHCPHost) (dnsmasq.Host, error) {
 	if err != nil || len(mac) != 6 {
 		return dnsmasq.Host{}, fmt.Errorf("dhcp host %q: mac: %v", h.MAC, err)
 	}
-	ip, err := parseAddr("address", h.Address)
+	ip, err := ParseAddr("address", h.Address)
 	if err != nil {
 		return dnsmasq.Host{}, fmt.Errorf("dhcp host %s: %w", mac, err)
 	}
@@ -239,64 +256,6 @@ func DHCPName(id int64, bridge string) string {
 // ValidDHCPName reports whether name can name a dnsmasq instance (and a
 // directory: it cannot contain a path separator or be "." or "..").
 func ValidDHCPName(name string) bool { return dhcpNameRe.MatchString(name) }
-
-// ParseFloatingIP checks one floating IP: both addresses of one family and
-// the interface (f.Interface, else def) a valid name. It returns the
-// floating and fixed addresses and the interface.
-func ParseFloatingIP(f rpc.HostFloatingIP, def string) (floating, fixed netip.Addr, iface string, err error) {
-	bad := func(format string, args ...any) (netip.Addr, netip.Addr, string, error) {
-		return netip.Addr{}, netip.Addr{}, "", fmt.Errorf("%w: floating ip %q: %s", ErrInvalidNetwork, f.Address, fmt.Sprintf(format, args...))
-	}
-	floating, err = parseAddr("address", f.Address)
-	if err != nil {
-		return bad("%v", err)
-	}
-	fixed, err = parseAddr("fixed address", f.FixedAddress)
-	if err != nil {
-		return bad("%v", err)
-	}
-	if floating.Is4() != fixed.Is4() {
-		return bad("fixed address %s: other address family", fixed)
-	}
-	iface = f.Interface
-	if iface == "" {
-		iface = def
-	}
-	if iface == "" {
-		return bad("no interface and no public interface configured")
-	}
-	if err := ifname.Validate(iface); err != nil {
-		return bad("interface: %v", err)
-	}
-	return floating, fixed, iface, nil
-}
-
-// FloatingAddrs returns, per interface, the /32 (or /128) addresses to bind
-// for the floating IPs: f.Interface, else cfg.PublicInterface. The lists are
-// sorted and free of duplicates.
-func FloatingAddrs(cfg Config, fips []rpc.HostFloatingIP) (map[string][]netip.Prefix, error) {
-	out := map[string][]netip.Prefix{}
-	type key struct {
-		iface string
-		p     netip.Prefix
-	}
-	seen := make(map[key]bool, len(fips))
-	for _, f := range fips {
-		floating, _, iface, err := ParseFloatingIP(f, cfg.PublicInterface)
-		if err != nil {
-			return nil, err
-		}
-		p := netip.PrefixFrom(floating, floating.BitLen())
-		if k := (key{iface, p}); !seen[k] {
-			seen[k] = true
-			out[iface] = append(out[iface], p)
-		}
-	}
-	for _, ps := range out {
-		slices.SortFunc(ps, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
-	}
-	return out, nil
-}
 
 // String returns "network ID (bridge)" for messages.
 func (n Network) String() string {

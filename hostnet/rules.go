@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	"novanet/linuxnet/iptables"
-	"novanet/rpc"
 )
 
 // metadataAddr is the address instances reach the metadata service on.
@@ -74,18 +73,21 @@ func (rs Ruleset) SetRules(m *iptables.Manager, fams ...iptables.Family) error {
 	return nil
 }
 
-func family(a netip.Addr) iptables.Family {
+// Family is the iptables family of a.
+func Family(a netip.Addr) iptables.Family {
 	if a.Is4() {
 		return iptables.IPv4
 	}
 	return iptables.IPv6
 }
 
-func host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+// Host is a as a single-address prefix (/32 or /128).
+func Host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 
 // Rules computes the firewall state of a host in nova-network's shape from
-// cfg, the networks it serves and the floating IPs it NATs. It is pure:
-// every rule is built from parsed values. Per network (sorted by ID):
+// cfg and the networks it serves. It is pure: every rule is built from
+// parsed values. The floating IPs' NAT rules (nat PREROUTING, OUTPUT and
+// float-snat) are added by package floating. Per network (sorted by ID):
 //
 //   - nat POSTROUTING: -s CIDR -d <each DMZ CIDR> ACCEPT, -s CIDR -d
 //     metadata host ACCEPT, -s CIDR -d CIDR ACCEPT (no SNAT inside the
@@ -105,11 +107,7 @@ func host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 // Metadata (cfg.MetadataHost set): nat PREROUTING -d 169.254.169.254/32 -p
 // tcp --dport 80 DNAT to MetadataHost:MetadataPort; filter INPUT -d
 // MetadataHost -p tcp --dport MetadataPort ACCEPT.
-//
-// Floating IPs, as nova's floating_forward_rules: nat PREROUTING and OUTPUT
-// -d FLOAT DNAT to FIXED; nat float-snat -s FIXED -d FIXED SNAT to FLOAT
-// and -s FIXED -o <public interface> SNAT to FLOAT.
-func Rules(cfg Config, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) (Ruleset, error) {
+func Rules(cfg Config, nets []Network) (Ruleset, error) {
 	rs := Ruleset{}
 	for _, fam := range []iptables.Family{iptables.IPv4, iptables.IPv6} {
 		for _, tc := range ruleChains {
@@ -121,18 +119,13 @@ func Rules(cfg Config, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) (Rules
 	for k := range rs {
 		rs[k] = append(rs[k], baseRules(k)...)
 	}
-	parsed := make([]Network, 0, len(nets))
+	parsed := slices.Clone(nets)
 	seen := map[int64]bool{}
 	for _, n := range nets {
-		p, err := ParseNetwork(n)
-		if err != nil {
-			return nil, fmt.Errorf("firewall: %w", err)
+		if seen[n.ID] {
+			return nil, fmt.Errorf("firewall: %w: network %d listed twice", ErrInvalidNetwork, n.ID)
 		}
-		if seen[p.ID] {
-			return nil, fmt.Errorf("firewall: %w: network %d listed twice", ErrInvalidNetwork, p.ID)
-		}
-		seen[p.ID] = true
-		parsed = append(parsed, p)
+		seen[n.ID] = true
 	}
 	slices.SortFunc(parsed, func(a, b Network) int { return cmp.Compare(a.ID, b.ID) })
 	for _, d := range cfg.DMZCIDR {
@@ -148,21 +141,21 @@ func Rules(cfg Config, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) (Rules
 	dhcpMode := cfg.Driver == DriverFlatDHCP || cfg.Driver == DriverVLAN
 
 	for _, n := range parsed {
-		fam := family(n.CIDR.Addr())
+		fam := Family(n.CIDR.Addr())
 		for _, d := range cfg.DMZCIDR {
-			if family(d.Addr()) == fam {
-				rs.add(fam, iptables.NAT, "POSTROUTING", iptables.Rule{Src: n.CIDR, Dst: d, Target: iptables.Accept})
+			if Family(d.Addr()) == fam {
+				rs.Add(fam, iptables.NAT, "POSTROUTING", iptables.Rule{Src: n.CIDR, Dst: d, Target: iptables.Accept})
 			}
 		}
-		if cfg.MetadataHost.IsValid() && family(cfg.MetadataHost) == fam {
-			rs.add(fam, iptables.NAT, "POSTROUTING", iptables.Rule{Src: n.CIDR, Dst: host(cfg.MetadataHost), Target: iptables.Accept})
+		if cfg.MetadataHost.IsValid() && Family(cfg.MetadataHost) == fam {
+			rs.Add(fam, iptables.NAT, "POSTROUTING", iptables.Rule{Src: n.CIDR, Dst: Host(cfg.MetadataHost), Target: iptables.Accept})
 		}
-		rs.add(fam, iptables.NAT, "POSTROUTING", iptables.Rule{Src: n.CIDR, Dst: n.CIDR, Target: iptables.Accept})
-		if cfg.RoutingSourceIP.IsValid() && family(cfg.RoutingSourceIP) == fam {
-			rs.add(fam, iptables.NAT, "snat", iptables.Rule{Src: n.CIDR, Target: iptables.SNAT(cfg.RoutingSourceIP)})
+		rs.Add(fam, iptables.NAT, "POSTROUTING", iptables.Rule{Src: n.CIDR, Dst: n.CIDR, Target: iptables.Accept})
+		if cfg.RoutingSourceIP.IsValid() && Family(cfg.RoutingSourceIP) == fam {
+			rs.Add(fam, iptables.NAT, "snat", iptables.Rule{Src: n.CIDR, Target: iptables.SNAT(cfg.RoutingSourceIP)})
 		}
 		if dhcpMode && n.EnableDHCP && fam == iptables.IPv4 { // dnsmasq serves DHCPv4 only
-			rs.add(fam, iptables.Filter, "INPUT",
+			rs.Add(fam, iptables.Filter, "INPUT",
 				iptables.Rule{InIface: n.Bridge, Proto: iptables.UDP, DstPort: 67, Target: iptables.Accept},
 				iptables.Rule{InIface: n.Bridge, Proto: iptables.UDP, DstPort: 53, Target: iptables.Accept},
 				iptables.Rule{InIface: n.Bridge, Proto: iptables.TCP, DstPort: 53, Target: iptables.Accept})
@@ -177,27 +170,27 @@ func Rules(cfg Config, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) (Rules
 				}
 				// In the family of either network: each one's ACCEPT
 				// rules below would let the traffic through.
-				fa, fb := family(a.CIDR.Addr()), family(b.CIDR.Addr())
+				fa, fb := Family(a.CIDR.Addr()), Family(b.CIDR.Addr())
 				drop := iptables.Rule{InIface: a.Bridge, OutIface: b.Bridge, Target: iptables.Drop}
-				rs.add(fa, iptables.Filter, "FORWARD", drop)
+				rs.Add(fa, iptables.Filter, "FORWARD", drop)
 				if fb != fa {
-					rs.add(fb, iptables.Filter, "FORWARD", drop)
+					rs.Add(fb, iptables.Filter, "FORWARD", drop)
 				}
 			}
 		}
 	}
 	for _, n := range parsed {
-		rs.add(family(n.CIDR.Addr()), iptables.Filter, "FORWARD",
+		rs.Add(Family(n.CIDR.Addr()), iptables.Filter, "FORWARD",
 			iptables.Rule{InIface: n.Bridge, Target: iptables.Accept},
 			iptables.Rule{OutIface: n.Bridge, Target: iptables.Accept})
 		if vlanMode && n.VPN != nil {
-			fam := family(n.VPN.Public)
-			rs.add(fam, iptables.NAT, "PREROUTING", iptables.Rule{
-				Dst: host(n.VPN.Public), Proto: iptables.UDP, DstPort: n.VPN.Port,
+			fam := Family(n.VPN.Public)
+			rs.Add(fam, iptables.NAT, "PREROUTING", iptables.Rule{
+				Dst: Host(n.VPN.Public), Proto: iptables.UDP, DstPort: n.VPN.Port,
 				Target: iptables.DNAT(n.VPN.Private, VPNPrivatePort),
 			})
-			rs.add(fam, iptables.Filter, "FORWARD", iptables.Rule{
-				Dst: host(n.VPN.Private), Proto: iptables.UDP, DstPort: VPNPrivatePort, Target: iptables.Accept,
+			rs.Add(fam, iptables.Filter, "FORWARD", iptables.Rule{
+				Dst: Host(n.VPN.Private), Proto: iptables.UDP, DstPort: VPNPrivatePort, Target: iptables.Accept,
 			})
 		}
 	}
@@ -205,48 +198,14 @@ func Rules(cfg Config, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) (Rules
 		if !m.Is4() {
 			return nil, fmt.Errorf("firewall: %w: metadata host %s: want IPv4 (169.254.169.254 is forwarded)", ErrInvalidConfig, m)
 		}
-		rs.add(iptables.IPv4, iptables.NAT, "PREROUTING", iptables.Rule{
+		rs.Add(iptables.IPv4, iptables.NAT, "PREROUTING", iptables.Rule{
 			Dst: metadataAddr(), Proto: iptables.TCP, DstPort: 80, Target: iptables.DNAT(m, metaPort),
 		})
-		rs.add(iptables.IPv4, iptables.Filter, "INPUT", iptables.Rule{
-			Dst: host(m), Proto: iptables.TCP, DstPort: metaPort, Target: iptables.Accept,
+		rs.Add(iptables.IPv4, iptables.Filter, "INPUT", iptables.Rule{
+			Dst: Host(m), Proto: iptables.TCP, DstPort: metaPort, Target: iptables.Accept,
 		})
 	}
-	if err := rs.floating(cfg, fips); err != nil {
-		return nil, err
-	}
 	return rs, nil
-}
-
-func (rs Ruleset) floating(cfg Config, fips []rpc.HostFloatingIP) error {
-	type fip struct {
-		floating, fixed netip.Addr
-		iface           string
-	}
-	var all []fip
-	seen := map[netip.Addr]bool{}
-	for _, f := range fips {
-		floating, fixed, iface, err := ParseFloatingIP(f, cfg.PublicInterface)
-		if err != nil {
-			return fmt.Errorf("firewall: %w", err)
-		}
-		if seen[floating] {
-			return fmt.Errorf("firewall: %w: floating ip %s listed twice", ErrInvalidNetwork, floating)
-		}
-		seen[floating] = true
-		all = append(all, fip{floating, fixed, iface})
-	}
-	slices.SortFunc(all, func(a, b fip) int { return a.floating.Compare(b.floating) })
-	for _, f := range all {
-		fam := family(f.floating)
-		dnat := iptables.Rule{Dst: host(f.floating), Target: iptables.DNAT(f.fixed, 0)}
-		rs.add(fam, iptables.NAT, "PREROUTING", dnat)
-		rs.add(fam, iptables.NAT, "OUTPUT", dnat)
-		rs.add(fam, iptables.NAT, "float-snat",
-			iptables.Rule{Src: host(f.fixed), Dst: host(f.fixed), Target: iptables.SNAT(f.floating)},
-			iptables.Rule{Src: host(f.fixed), OutIface: f.iface, Target: iptables.SNAT(f.floating)})
-	}
-	return nil
 }
 
 // baseRules are the rules a chain starts with: the manager's snat chain
@@ -259,7 +218,8 @@ func baseRules(k ChainKey) []iptables.Rule {
 	return nil
 }
 
-func (rs Ruleset) add(fam iptables.Family, t iptables.Table, chain string, rules ...iptables.Rule) {
+// Add appends rules to the chain (fam, t, chain).
+func (rs Ruleset) Add(fam iptables.Family, t iptables.Table, chain string, rules ...iptables.Rule) {
 	k := ChainKey{fam, t, chain}
 	rs[k] = append(rs[k], rules...)
 }

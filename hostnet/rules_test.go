@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"novanet/floating"
 	"novanet/hostnet"
 	"novanet/linuxnet/iptables"
 	"novanet/rpc"
@@ -39,6 +40,26 @@ func fips() []rpc.HostFloatingIP {
 		{Address: "203.0.113.10", FixedAddress: "10.0.0.5", NetworkID: 1},
 		{Address: "203.0.113.11", FixedAddress: "10.0.1.7", Interface: "eth9", NetworkID: 2},
 	}
+}
+
+// rules is the whole firewall of a host as agent.Firewall computes it: the
+// networks' rules and the floating IPs' NAT rules, from the manager's state
+// parsed once.
+func rules(cfg hostnet.Config, nets []rpc.HostNetwork, fips []rpc.HostFloatingIP) (hostnet.Ruleset, error) {
+	parsed, err := hostnet.ParseNetworks(nets)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := floating.Parse(fips, cfg.PublicInterface)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := hostnet.Rules(cfg, parsed)
+	if err != nil {
+		return nil, err
+	}
+	floating.AddRules(rs, ips)
+	return rs, nil
 }
 
 // render applies rs to a fake iptables manager and returns the full
@@ -85,13 +106,13 @@ func TestRulesGolden(t *testing.T) {
 		{"empty", hostnet.Config{Driver: "vlan"}, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rs, err := hostnet.Rules(tc.cfg, tc.nets, tc.fips)
+			rs, err := rules(tc.cfg, tc.nets, tc.fips)
 			if err != nil {
 				t.Fatal(err)
 			}
 			golden.Check(t, "rules_"+tc.name+".golden", render(t, rs))
 			// Pure: the same input gives the same rules.
-			again, err := hostnet.Rules(tc.cfg, tc.nets, tc.fips)
+			again, err := rules(tc.cfg, tc.nets, tc.fips)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,7 +133,7 @@ func TestRulesRemoveClears(t *testing.T) {
 	cfg := hostCfg("vlan")
 	apply := func(nets []rpc.HostNetwork, f []rpc.HostFloatingIP) string {
 		t.Helper()
-		rs, err := hostnet.Rules(cfg, nets, f)
+		rs, err := rules(cfg, nets, f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,7 +158,7 @@ func TestRulesRemoveClears(t *testing.T) {
 }
 
 func TestRulesIPv6NeedsFamily(t *testing.T) {
-	rs, err := hostnet.Rules(hostCfg("flatdhcp"), []rpc.HostNetwork{network(4, "br104", "fd00:4::/64", "fd00:4::1", 0)}, nil)
+	rs, err := rules(hostCfg("flatdhcp"), []rpc.HostNetwork{network(4, "br104", "fd00:4::/64", "fd00:4::1", 0)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,27 +201,10 @@ func TestRulesRejects(t *testing.T) {
 			if tc.nets != nil {
 				tc.nets(&n)
 			}
-			_, err := hostnet.Rules(cfg, []rpc.HostNetwork{n}, tc.fips)
+			_, err := rules(cfg, []rpc.HostNetwork{n}, tc.fips)
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.words) {
 				t.Errorf("Rules = %v, want %v naming %q", err, tc.want, tc.words)
 			}
 		})
-	}
-}
-
-func TestFloatingAddrs(t *testing.T) {
-	cfg := hostCfg("vlan")
-	got, err := hostnet.FloatingAddrs(cfg, append(fips(),
-		rpc.HostFloatingIP{Address: "203.0.113.9", FixedAddress: "10.0.0.9"},
-		rpc.HostFloatingIP{Address: "2001:db8::9", FixedAddress: "fd00::9"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string][]netip.Prefix{
-		"eth0": {netip.MustParsePrefix("203.0.113.9/32"), netip.MustParsePrefix("203.0.113.10/32"), netip.MustParsePrefix("2001:db8::9/128")},
-		"eth9": {netip.MustParsePrefix("203.0.113.11/32")},
-	}
-	if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
-		t.Errorf("FloatingAddrs (-want +got):\n%s", d)
 	}
 }

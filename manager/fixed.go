@@ -858,7 +858,8 @@ func (m *Manager) SweepStale(ctx context.Context) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-// RunSweeper calls SweepStale every interval until ctx ends.
+// RunSweeper calls SweepStale and SweepRequestIDs every interval until ctx
+// ends.
 func (m *Manager) RunSweeper(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -869,6 +870,9 @@ func (m *Manager) RunSweeper(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 			if _, err := m.SweepStale(ctx); err != nil && ctx.Err() == nil {
 				m.log.Warn("sweep stale fixed IPs", zap.Error(err))
+			}
+			if _, err := m.SweepRequestIDs(ctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("sweep request ids", zap.Error(err))
 			}
 		}
 	}

@@ -101,7 +101,11 @@ func (m *Manager) CreateFloatingIPs(ctx context.Context, req rpc.CreateFloatingI
 	first, n := floatingHosts(p)
 	r := rpc.FloatingRange{CIDR: p.String(), Pool: pool, Interface: req.Interface, Total: n}
 	start := time.Now()
+	replayed := false
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if replayed, err = m.claimTx(ctx, tx, &r); replayed || err != nil {
+			return err
+		}
 		// Ranges are created one at a time, and no network is created
 		// meanwhile (create_networks locks networks, then reads ranges).
 		if _, err := tx.Exec(ctx, "LOCK TABLE floating_ranges IN SHARE ROW EXCLUSIVE MODE"); err != nil {
@@ -140,10 +144,10 @@ func (m *Manager) CreateFloatingIPs(ctx context.Context, req rpc.CreateFloatingI
 		if tag.RowsAffected() != int64(n) {
 			return fmt.Errorf("inserted %d floating IPs, want %d", tag.RowsAffected(), n)
 		}
-		return nil
+		return storeTx(ctx, tx, r)
 	})
-	if err != nil {
-		return rpc.FloatingRange{}, err
+	if err != nil || replayed {
+		return r, err
 	}
 	m.log.Info("floating range created", zap.String("cidr", r.CIDR), zap.String("pool", pool),
 		zap.Int("addresses", n), zap.Duration("took", time.Since(start)))
@@ -168,8 +172,14 @@ func (m *Manager) DeleteFloatingIPs(ctx context.Context, cidr string) (rpc.Float
 	if err != nil {
 		return rpc.FloatingRange{}, invalid(err)
 	}
-	var r rpc.FloatingRange
+	var (
+		r        rpc.FloatingRange
+		replayed bool
+	)
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if replayed, err = m.claimTx(ctx, tx, &r); replayed || err != nil {
+			return err
+		}
 		var (
 			iface   *string
 			created time.Time
@@ -205,11 +215,13 @@ func (m *Manager) DeleteFloatingIPs(ctx context.Context, cidr string) (rpc.Float
 			return rpc.Errorf(rpc.CodeInUse, "floating range %s of pool %s has %d addresses allocated: %s%s; deallocate them first",
 				r.CIDR, r.Pool, r.Allocated, used, more)
 		}
-		_, err = tx.Exec(ctx, "DELETE FROM floating_ranges WHERE id = $1", r.ID)
-		return err
+		if _, err = tx.Exec(ctx, "DELETE FROM floating_ranges WHERE id = $1", r.ID); err != nil {
+			return err
+		}
+		return storeTx(ctx, tx, r)
 	})
-	if err != nil {
-		return rpc.FloatingRange{}, err
+	if err != nil || replayed {
+		return r, err
 	}
 	m.log.Info("floating range deleted", zap.String("cidr", r.CIDR), zap.String("pool", r.Pool))
 	return r, nil
@@ -334,17 +346,28 @@ func (m *Manager) AllocateFloatingIP(ctx context.Context, req rpc.AllocateFloati
 	if err != nil {
 		return rpc.FloatingIP{}, err
 	}
-	var fl rpc.FloatingIP
+	var (
+		fl       rpc.FloatingIP
+		replayed bool
+	)
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		// With a request id, a retry gets the address the first request
+		// was given: the id is stored with the allocation, in this
+		// transaction.
+		if replayed, err = m.claimTx(ctx, tx, &fl); replayed || err != nil {
+			return err
+		}
 		_, addr, err := m.allocateFloating(ctx, tx, req.ProjectID, pool, false)
 		if err != nil {
 			return err
 		}
-		fl, err = floatingIP(ctx, tx, addr)
-		return err
+		if fl, err = floatingIP(ctx, tx, addr); err != nil {
+			return err
+		}
+		return storeTx(ctx, tx, fl)
 	})
-	if err != nil {
-		return rpc.FloatingIP{}, err
+	if err != nil || replayed {
+		return fl, err
 	}
 	m.log.Info("floating IP allocated", zap.String("address", fl.Address), zap.String("project", req.ProjectID))
 	return fl, nil

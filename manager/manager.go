@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,10 +47,16 @@ func ParseMode(s string) (Mode, error) {
 
 // Config tunes a Manager. Zero values take the defaults noted.
 type Config struct {
-	Mode           Mode          // default flatdhcp
-	Workers        int           // requests handled at once by this replica; default 64
-	RequestTimeout time.Duration // per request; default 30s
-	Version        string        // semantic version reported to NATS discovery
+	Mode    Mode // default flatdhcp
+	Workers int  // requests handled at once by this replica; default 64
+	// RequestTimeout bounds each request from when it reaches the replica,
+	// also when the caller's deadline is later; default 30s.
+	RequestTimeout time.Duration
+	// RequestIDWindow: replies to requests with a request id are kept this
+	// long, and a retry with the same id within it gets the same reply;
+	// default 24 hours.
+	RequestIDWindow time.Duration
+	Version         string // semantic version reported to NATS discovery
 	// DisassociateTimeout: a deallocated address whose DHCP release never
 	// came is freed this long after deallocation; default 10 minutes.
 	DisassociateTimeout time.Duration
@@ -81,8 +86,13 @@ type Manager struct {
 	notifyCtx    context.Context
 	cancelNotify context.CancelFunc
 
-	sem chan struct{}
-	wg  sync.WaitGroup
+	sem    chan struct{} // one per running request
+	queued chan struct{} // one per request waiting for a worker
+	wg     sync.WaitGroup
+	// held runs the transactions that hold a request id while its method
+	// runs (requests.go); its own pool, so that they never wait for a
+	// connection that their method needs.
+	held *pgxpool.Pool
 }
 
 // New returns a Manager. reg receives its Prometheus metrics (nil: none).
@@ -120,7 +130,11 @@ func New(pool *pgxpool.Pool, log *zap.Logger, cfg Config, reg prometheus.Registe
 	if cfg.Version == "" {
 		cfg.Version = "0.1.0"
 	}
-	m := &Manager{pool: pool, log: log, cfg: cfg, sem: make(chan struct{}, cfg.Workers)}
+	if cfg.RequestIDWindow <= 0 {
+		cfg.RequestIDWindow = 24 * time.Hour
+	}
+	m := &Manager{pool: pool, log: log, cfg: cfg, sem: make(chan struct{}, cfg.Workers),
+		queued: make(chan struct{}, cfg.Workers*queueFactor)}
 	var err error
 	if m.metrics, err = newMetrics(reg); err != nil {
 		return nil, err
@@ -199,6 +213,12 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("add micro service: %w", err)
 	}
+	held, err := pgxpool.NewWithConfig(ctx, m.pool.Config())
+	if err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("request id pool: %w", err)
+	}
+	m.held = held
 	m.nc = nc
 	m.notifyCtx, m.cancelNotify = context.WithCancel(context.WithoutCancel(ctx))
 	g := svc.AddGroup(rpc.ManagerPrefix)
@@ -238,38 +258,39 @@ func (s *Service) Stop() error {
 	err := s.svc.Stop()
 	s.m.cancelNotify()
 	s.m.wg.Wait()
+	s.m.held.Close()
 	return err
 }
 
 // dispatch turns a handler into a micro.Handler that runs each request on
-// its own goroutine, at most cfg.Workers at a time across all endpoints: the
-// endpoint's subscription only waits when every worker is busy. The reply
-// is published on nc directly: micro's request object is not safe to use
-// once its handler has returned, so $SRV.STATS counts requests but not
-// errors (the Prometheus metrics have both).
+// its own goroutine, at most cfg.Workers at a time across all endpoints,
+// in the order they came. Up to cfg.Workers*queueFactor requests wait for
+// a worker; only then does the endpoint's subscription wait. A request
+// whose deadline (the caller's Novanet-Deadline, or RequestTimeout after
+// it came) passes while it waits is answered unavailable without being
+// run, and one that runs is cancelled at its deadline. The reply is
+// published on nc directly: micro's request object is not safe to use once
+// its handler has returned, so $SRV.STATS counts requests but not errors
+// (the Prometheus metrics have both).
 func (m *Manager) dispatch(ctx context.Context, nc *nats.Conn, method string, h handlerFunc) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
-		reply, data := req.Reply(), req.Data()
-		m.sem <- struct{}{}
+		received := time.Now()
+		reply, data, hdr := req.Reply(), req.Data(), req.Headers()
+		m.queued <- struct{}{}
 		m.wg.Add(1)
 		go func() {
-			defer func() { <-m.sem; m.wg.Done() }()
+			defer m.wg.Done()
+			m.sem <- struct{}{}
+			<-m.queued
+			defer func() { <-m.sem }()
 			start := time.Now()
-			rctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
-			defer cancel()
-			res, err := h(rctx, data)
+			res, err := m.handle(ctx, method, h, hdr, data, received)
 			code := "ok"
-			msg := &nats.Msg{Subject: reply}
-			if err == nil {
-				msg.Data, err = json.Marshal(res)
-			}
+			msg := &nats.Msg{Subject: reply, Data: res}
 			if err != nil {
 				e := m.toRPCError(method, err)
 				code = string(e.Code)
-				msg.Data, _ = json.Marshal(e)
-				msg.Header = nats.Header{}
-				msg.Header.Set(rpc.HeaderErrorCode, strconv.Itoa(e.Code.Status()))
-				msg.Header.Set(rpc.HeaderError, e.Message)
+				msg = rpc.ErrorMsg(reply, e)
 			}
 			if reply != "" {
 				if perr := nc.PublishMsg(msg); perr != nil {
@@ -281,15 +302,58 @@ func (m *Manager) dispatch(ctx context.Context, nc *nats.Conn, method string, h 
 	})
 }
 
+// queueFactor: requests that may wait for a worker, per worker.
+const queueFactor = 64
+
+// errExpired: the request's deadline passed before a worker took it.
+var errExpired = rpc.Errorf(rpc.CodeUnavailable, "not run: the caller's deadline passed while the request waited for a worker; retry")
+
+// handle runs one request within its deadline, through the request id
+// store for the methods that need it (requests.go), and returns the JSON
+// reply.
+func (m *Manager) handle(ctx context.Context, method string, h handlerFunc, hdr micro.Headers, data []byte, received time.Time) ([]byte, error) {
+	id, err := rpc.ParseRequestID(hdr.Get(rpc.HeaderRequestID))
+	if err != nil {
+		return nil, err
+	}
+	deadline, err := rpc.ParseDeadline(hdr.Get(rpc.HeaderDeadline))
+	if err != nil {
+		return nil, err
+	}
+	if limit := received.Add(m.cfg.RequestTimeout); deadline.IsZero() || deadline.After(limit) {
+		deadline = limit
+	}
+	if late := time.Since(deadline); late >= 0 {
+		m.metrics.expired.Inc()
+		m.log.Info("request not run: its deadline passed while it waited", zap.String("method", method),
+			zap.String("request_id", id), zap.Duration("late", late), zap.Duration("waited", time.Since(received)))
+		return nil, errExpired
+	}
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if id != "" {
+		switch requestIDs[method] {
+		case idInTx:
+			rctx = withRequestKey(rctx, method, id, data)
+		case idHeld:
+			return m.once(rctx, method, id, data, h)
+		}
+	}
+	res, err := h(rctx, data)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
+}
+
 // toRPCError turns any error into the one sent on the wire: *rpc.Error as
 // is, database constraint violations as conflict or invalid_argument,
 // transient database failures (see transient) and running out of time as
 // unavailable, which callers retry, and anything else as internal (the
 // details go to the log, not to the caller).
 func (m *Manager) toRPCError(method string, err error) *rpc.Error {
-	var re *rpc.Error
-	if errors.As(err, &re) {
-		return re
+	if e := rpc.AsError(err); e != nil {
+		return e
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {

@@ -11,6 +11,8 @@ type metrics struct {
 	duration      *prometheus.HistogramVec
 	macCollisions prometheus.Counter
 	notifications *prometheus.CounterVec
+	expired       prometheus.Counter
+	replays       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -32,9 +34,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "novanet", Subsystem: "manager", Name: "agent_notifications_total",
 			Help: "Requests sent to host agents, by method.",
 		}, []string{"method"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "novanet", Subsystem: "manager", Name: "requests_expired_total",
+			Help: "Requests not run because their deadline passed while they waited for a worker.",
+		}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "novanet", Subsystem: "manager", Name: "request_id_replays_total",
+			Help: "Requests answered with the stored reply of an earlier request with the same request id, by method.",
+		}, []string{"method"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration, m.macCollisions, m.notifications} {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.macCollisions, m.notifications, m.expired, m.replays} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

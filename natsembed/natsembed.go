@@ -25,6 +25,8 @@ const DefaultServerName = "novanet-embedded"
 // Server is a running in-process nats-server.
 type Server struct {
 	srv *server.Server
+	// options rebuilds the server's options, for Reload.
+	options func() (*server.Options, error)
 }
 
 // Cluster is how an embedded server joins a nats-server cluster: it listens
@@ -54,8 +56,9 @@ type RouteTLS struct {
 func (t RouteTLS) set() bool { return t.Cert != "" || t.Key != "" || t.CA != "" }
 
 type config struct {
-	name    string
-	cluster *Cluster
+	name     string
+	cluster  *Cluster
+	authFile string
 }
 
 // Option changes how Start configures the server.
@@ -65,6 +68,13 @@ type Option func(*config)
 // one cluster need distinct names: a route to a server of the same name is
 // refused.
 func WithServerName(name string) Option { return func(c *config) { c.name = name } }
+
+// WithAuthFile loads a nats-server configuration file, such as the
+// authorization block that natsauth writes: its users and their
+// permissions apply, and a client that is none of them is refused. Without
+// it the server lets anyone in (tests and benchmarks only). Settings of
+// the other options (listen address, name, cluster) win over the file's.
+func WithAuthFile(path string) Option { return func(c *config) { c.authFile = path } }
 
 // WithCluster makes the server a node of a cluster.
 func WithCluster(cl Cluster) Option { return func(c *config) { c.cluster = &cl } }
@@ -78,22 +88,10 @@ func Start(listen string, options ...Option) (*Server, error) {
 	for _, o := range options {
 		o(&cfg)
 	}
-	host, port, err := hostPort(listen)
+	build := func() (*server.Options, error) { return cfg.options(listen) }
+	opts, err := build()
 	if err != nil {
-		return nil, fmt.Errorf("embedded nats listen address %q: %w", listen, err)
-	}
-	opts := &server.Options{
-		ServerName: cfg.name,
-		Host:       host,
-		Port:       port,
-		NoSigs:     true,
-		NoLog:      true,
-		MaxPayload: 8 << 20,
-	}
-	if cfg.cluster != nil {
-		if err := clusterOptions(opts, *cfg.cluster); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -104,7 +102,44 @@ func Start(listen string, options ...Option) (*Server, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("%w on %s", ErrNotReady, listen)
 	}
-	return &Server{srv: srv}, nil
+	return &Server{srv: srv, options: build}, nil
+}
+
+func (cfg config) options(listen string) (*server.Options, error) {
+	host, port, err := hostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats listen address %q: %w", listen, err)
+	}
+	opts := &server.Options{}
+	if cfg.authFile != "" {
+		if opts, err = server.ProcessConfigFile(cfg.authFile); err != nil {
+			return nil, fmt.Errorf("embedded nats configuration: %w", err)
+		}
+	}
+	opts.ServerName = cfg.name
+	opts.Host, opts.Port = host, port
+	opts.NoSigs, opts.NoLog = true, true
+	opts.MaxPayload = 8 << 20
+	if cfg.cluster != nil {
+		if err := clusterOptions(opts, *cfg.cluster); err != nil {
+			return nil, err
+		}
+	}
+	return opts, nil
+}
+
+// Reload re-reads the WithAuthFile file and applies it: clients whose user
+// is gone are disconnected, new users may connect, and changed permissions
+// apply.
+func (s *Server) Reload() error {
+	opts, err := s.options()
+	if err != nil {
+		return err
+	}
+	if err := s.srv.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("embedded nats reload: %w", err)
+	}
+	return nil
 }
 
 // hostPort splits a listen address; port 0 becomes nats-server's "any".

@@ -175,7 +175,11 @@ trap 'echo "demo: interrupted" >&2; failed+=("interrupted"); exit 130' INT TERM
 say "building network-manager, network-host, netadm and the demo allocator into $BIN"
 go build -buildvcs=false -o "$BIN/" ./cmd/network-manager ./cmd/network-host ./cmd/netadm ./internal/demo/allocate ||
 	die "go build"
-netadm() { "$BIN/netadm" --nats-url "$NATS" --timeout 10s "$@"; }
+# The embedded server's identities: its own and the operator's (made at
+# its start), then the agent's and the compute allocator's, issued with
+# "network-manager creds add" as an operator would.
+CREDS=$TMP/nats
+netadm() { "$BIN/netadm" --nats-url "$NATS" --nats-nkey "$CREDS/operator.admin.nk" --timeout 10s "$@"; }
 
 # -- PostgreSQL ---------------------------------------------------------------
 say "starting a throwaway PostgreSQL ($PGBIN) on a unix socket in $TMP/pg"
@@ -192,7 +196,7 @@ pass "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') up, database 
 
 # -- network-manager ------------------------------------------------------------
 say "starting network-manager (flatdhcp, embedded NATS and HTTP on loopback ports it picks)"
-"$BIN/network-manager" serve --database-url "$DATABASE_URL" --migrate --network-mode flatdhcp \
+"$BIN/network-manager" serve --database-url "$DATABASE_URL" --migrate --network-mode flatdhcp --creds-dir "$CREDS" \
 	--embedded-nats-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --log-format console \
 	>"$LOGS/network-manager.log" 2>&1 &
 MANAGER_PID=$!
@@ -206,13 +210,15 @@ NATS=$(grep -o 'nats://127\.0\.0\.1:[0-9]*' <<<"$ready_line" | head -1)
 HTTP=$(grep -o '"http": "[^"]*"' <<<"$ready_line" | cut -d'"' -f4)
 [[ -n $NATS ]] || die "no NATS URL in the manager's ready line: $ready_line"
 pass "network-manager ready: NATS $NATS, HTTP http://$HTTP"
+"$BIN/network-manager" creds add host "$HOST" --creds-dir "$CREDS" | indent || die "creds add host $HOST"
+"$BIN/network-manager" creds add compute demo --creds-dir "$CREDS" | indent || die "creds add compute demo"
 
 # -- hypervisor namespace and agent ---------------------------------------------
 say "creating the hypervisor namespace $HV and starting network-host --host $HOST in it"
 ip netns add "$HV" || die "ip netns add $HV"
 NAMESPACES+=("$HV")
 ip -n "$HV" link set lo up
-"$BIN/network-host" serve --netns "/run/netns/$HV" --host "$HOST" --driver flatdhcp --nats-url "$NATS" \
+"$BIN/network-host" serve --netns "/run/netns/$HV" --host "$HOST" --driver flatdhcp --nats-url "$NATS" --nats-nkey "$CREDS/host.$HOST.nk" \
 	--dhcp-dir "$TMP/dhcp" --state-dir "$TMP/state" --event-socket "$TMP/host.sock" \
 	--iptables-chain-prefix "$CHAINS" --heartbeat-interval 1s --log-format console \
 	>"$LOGS/network-host.log" 2>&1 &
@@ -232,7 +238,7 @@ netadm network create "$CIDR" 1 256 --bridge br100 --label demo | indent || die 
 say "allocating two instances on host $HOST (allocate_for_instance, as a compute service would)"
 MACS=() IPS=()
 for i in 1 2; do
-	out=$("$BIN/allocate" --nats-url "$NATS" --host "$HOST" --project demo --network demo) || die "allocate instance $i"
+	out=$("$BIN/allocate" --nats-url "$NATS" --nats-nkey "$CREDS/compute.demo.nk" --host "$HOST" --project demo --network demo) || die "allocate instance $i"
 	read -r mac ip <<<"$out"
 	MACS+=("$mac") IPS+=("$ip")
 	echo "    vm$i: MAC $mac  address $ip"
@@ -267,21 +273,8 @@ done
 ip -n "$HV" -br addr | indent
 
 # -- the VMs ------------------------------------------------------------------------
-cat >"$TMP/udhcpc.sh" <<'EOF'
-#!/bin/sh
-# busybox udhcpc event script for a demo VM: apply what the server gave.
-env | grep -E '^(ip|mask|router|dns|domain|mtu|interface|hostname)=' | sort > "$STATE/udhcpc-$1.env"
-case "$1" in
-deconfig) ip -4 addr flush dev "$interface"; ip link set dev "$interface" up ;;
-bound|renew)
-	[ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
-	ip -4 addr flush dev "$interface"
-	ip addr add "$ip/$mask" dev "$interface"
-	for r in $router; do ip route replace default via "$r" dev "$interface"; break; done ;;
-esac
-exit 0
-EOF
-chmod 0755 "$TMP/udhcpc.sh"
+# The VMs' busybox udhcpc event script, shared with the tests.
+install -m 0755 linuxnet/nstest/udhcpc.sh "$TMP/udhcpc.sh"
 
 for i in 0 1; do
 	n=$((i + 1)) vm=${VMS[i]} mac=${MACS[i]} want=${IPS[i]}

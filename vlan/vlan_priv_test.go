@@ -30,7 +30,7 @@ type realHost struct {
 	ns     *nstest.NS
 	cfg    hostnet.Config
 	links  *link.Manager
-	driver *vlan.Driver
+	driver hostnettest.Driver // takes rpc.HostNetwork, as the agent gets it
 }
 
 func newRealHost(t *testing.T, segment string) *realHost {
@@ -56,7 +56,7 @@ func newRealHost(t *testing.T, segment string) *realHost {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &realHost{ns: ns, cfg: cfg, links: links, driver: d}
+	return &realHost{ns: ns, cfg: cfg, links: links, driver: hostnettest.Driver{Driver: d}}
 }
 
 // setup sets up n and registers its teardown for the end of the test.
@@ -77,7 +77,7 @@ func (h *realHost) setup(t *testing.T, n rpc.HostNetwork) hostnet.Record {
 	return rec
 }
 
-func projectNet(id int64, vid int, vm *hostnettest.VM) rpc.HostNetwork {
+func projectNet(id int64, vid int, vm *nstest.VM) rpc.HostNetwork {
 	n := project(id, vid, 0)
 	n.DHCPHosts = []rpc.DHCPHost{{MAC: vm.MAC.String(), Address: fmt.Sprintf("10.%d.0.10", id), Hostname: fmt.Sprintf("vm%d", id)}}
 	return n
@@ -92,8 +92,8 @@ func projectNet(id int64, vid int, vm *hostnettest.VM) rpc.HostNetwork {
 func TestVXLANProjectsIsolated(t *testing.T) {
 	h := newRealHost(t, "vxlan")
 	ctx := context.Background()
-	vm1 := hostnettest.NewVM(t, h.ns, "tap1")
-	vm2 := hostnettest.NewVM(t, h.ns, "tap2")
+	vm1 := nstest.NewVM(t, h.ns, "tap1")
+	vm2 := nstest.NewVM(t, h.ns, "tap2")
 	n1, n2 := projectNet(1, 101, vm1), projectNet(2, 102, vm2)
 	rec1 := h.setup(t, n1)
 	rec2 := h.setup(t, n2)
@@ -108,7 +108,7 @@ func TestVXLANProjectsIsolated(t *testing.T) {
 	}
 	vm1.Plug(t, h.ns, "br101")
 	vm2.Plug(t, h.ns, "br102")
-	for i, vm := range []*hostnettest.VM{vm1, vm2} {
+	for i, vm := range []*nstest.VM{vm1, vm2} {
 		if ok, out := vm.DHCP(t, "10"); !ok {
 			t.Fatalf("vm%d: no lease:\n%s", i+1, out)
 		}
@@ -119,13 +119,13 @@ func TestVXLANProjectsIsolated(t *testing.T) {
 
 	// Forwarding is off in a new namespace: no way across yet.
 	hostForward := machineSysctl(t, ipForward)
-	if got := hostnettest.Sysctl(t, h.ns, ipForward); got != "0" {
+	if got := nstest.Sysctl(t, h.ns, ipForward); got != "0" {
 		t.Fatalf("ip_forward in the new namespace = %s", got)
 	}
 	if err := hostnet.EnableForwarding(h.ns.Path); err != nil {
 		t.Fatal(err)
 	}
-	if got := hostnettest.Sysctl(t, h.ns, ipForward); got != "1" {
+	if got := nstest.Sysctl(t, h.ns, ipForward); got != "1" {
 		t.Fatalf("ip_forward read by a fresh ip netns exec = %s, want 1", got)
 	}
 	if got := machineSysctl(t, ipForward); got != hostForward {
@@ -148,7 +148,7 @@ func TestVXLANProjectsIsolated(t *testing.T) {
 		t.Helper()
 		cfg := h.cfg
 		cfg.Driver = driver
-		rs, err := hostnet.Rules(cfg, []rpc.HostNetwork{n1, n2}, nil)
+		rs, err := hostnet.Rules(cfg, []hostnet.Network{mustParse(t, n1), mustParse(t, n2)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +196,7 @@ func TestVXLANProjectsIsolated(t *testing.T) {
 		pids, err := h.ns.Pids()
 		return err == nil && len(pids) == 0
 	})
-	if got, want := hostnettest.LinkNames(t, h.ns), []string{"eth1", "eth1p", "lo", "tap1", "tap2"}; !cmp.Equal(got, want) {
+	if got, want := nstest.LinkNames(t, h.ns), []string{"eth1", "eth1p", "lo", "tap1", "tap2"}; !cmp.Equal(got, want) {
 		t.Errorf("links after teardown = %q, want %q", got, want)
 	}
 	if entries, err := os.ReadDir(h.cfg.DHCPDir); err != nil || len(entries) != 0 {
@@ -246,7 +246,16 @@ func TestVLANSegment(t *testing.T) {
 	if _, err := h.driver.Teardown(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := hostnettest.LinkNames(t, h.ns), []string{"eth1", "eth1p", "lo"}; !cmp.Equal(got, want) {
+	if got, want := nstest.LinkNames(t, h.ns), []string{"eth1", "eth1p", "lo"}; !cmp.Equal(got, want) {
 		t.Errorf("links after teardown = %q, want %q", got, want)
 	}
+}
+
+func mustParse(t *testing.T, n rpc.HostNetwork) hostnet.Network {
+	t.Helper()
+	p, err := hostnet.ParseNetwork(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -3,9 +3,7 @@ package vlan_test
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
-	"novanet/internal/golden"
 	"strings"
 	"testing"
 
@@ -25,24 +23,10 @@ func config(segment string) hostnet.Config {
 	}
 }
 
-type fakeOS struct {
-	links *hostnettest.Links
-	dhcp  *hostnettest.DHCP
-	agent *hostnettest.Agent
-}
-
-func newOS(t *testing.T, segment string) *fakeOS {
+func newOS(t *testing.T, segment string) *hostnettest.OS {
 	t.Helper()
-	o := &fakeOS{links: hostnettest.NewLinks("eth0", "eth1", "eth2"), dhcp: hostnettest.NewDHCP()}
-	d, err := vlan.New(config(segment), o.links, o.dhcp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.agent = hostnettest.NewAgent(d)
-	return o
+	return hostnettest.NewOS(t, config(segment), "eth0", "eth1", "eth2")
 }
-
-func (o *fakeOS) dump() string { return o.links.Dump() + o.dhcp.Dump() }
 
 func project(id int64, vid int, hosts int) rpc.HostNetwork {
 	n := rpc.HostNetwork{
@@ -55,71 +39,33 @@ func project(id int64, vid int, hosts int) rpc.HostNetwork {
 	return n
 }
 
-func states() []struct {
-	name string
-	nets []rpc.HostNetwork
-} {
+func states() []hostnettest.State {
 	other := project(2, 102, 1)
 	other.BridgeInterface = "eth2"
 	moved := project(1, 111, 1) // same network, new VLAN id and bridge
 	nodhcp := project(3, 103, 0)
 	nodhcp.EnableDHCP = false
-	return []struct {
-		name string
-		nets []rpc.HostNetwork
-	}{
-		{"empty", nil},
-		{"one project", []rpc.HostNetwork{project(1, 101, 1)}},
-		{"two projects", []rpc.HostNetwork{project(1, 101, 2), other}},
-		{"vlan moved", []rpc.HostNetwork{moved, other}},
-		{"three projects", []rpc.HostNetwork{project(1, 101, 0), project(2, 102, 1), nodhcp}},
+	return []hostnettest.State{
+		{Name: "empty"},
+		{Name: "one project", Nets: []rpc.HostNetwork{project(1, 101, 1)}},
+		{Name: "two projects", Nets: []rpc.HostNetwork{project(1, 101, 2), other}},
+		{Name: "vlan moved", Nets: []rpc.HostNetwork{moved, other}},
+		{Name: "three projects", Nets: []rpc.HostNetwork{project(1, 101, 0), project(2, 102, 1), nodhcp}},
 	}
 }
 
 func TestStates(t *testing.T) {
 	for _, seg := range []string{"vlan", "vxlan"} {
 		t.Run(seg, func(t *testing.T) {
-			o := newOS(t, seg)
-			want := map[string]string{}
-			var all strings.Builder
-			for _, s := range states() {
-				changes, err := o.agent.Converge(t.Context(), s.nets)
-				if err != nil {
-					t.Fatalf("%s: %v", s.name, err)
-				}
-				fmt.Fprintf(&all, "== %s\n-- changes\n%s\n-- state\n%s", s.name, strings.Join(changes, "\n"), o.dump())
-				if again, err := o.agent.Converge(t.Context(), s.nets); err != nil || again != nil {
-					t.Errorf("%s: converging again = %q, %v; want no changes", s.name, again, err)
-				}
-				fresh := newOS(t, seg)
-				if _, err := fresh.agent.Converge(t.Context(), s.nets); err != nil {
-					t.Fatalf("%s from scratch: %v", s.name, err)
-				}
-				want[s.name] = fresh.dump()
-				if d := cmp.Diff(want[s.name], o.dump()); d != "" {
-					t.Errorf("%s: state after the previous one differs from a fresh host (-fresh +got):\n%s", s.name, d)
-				}
-			}
-			golden.Check(t, "states_"+seg+".golden", all.String())
-
-			rng := rand.New(rand.NewPCG(3, 4))
-			ss := states()
-			for i := range 60 {
-				s := ss[rng.IntN(len(ss))]
-				if _, err := o.agent.Converge(t.Context(), s.nets); err != nil {
-					t.Fatalf("transition %d to %s: %v", i, s.name, err)
-				}
-				if d := cmp.Diff(want[s.name], o.dump()); d != "" {
-					t.Fatalf("transition %d to %s (-want +got):\n%s", i, s.name, d)
-				}
-			}
+			newOS := func(t *testing.T) *hostnettest.OS { return newOS(t, seg) }
+			hostnettest.CheckStates(t, newOS, states(), "states_"+seg+".golden", 3, 4)
 		})
 	}
 }
 
 func TestPlan(t *testing.T) {
 	o := newOS(t, "vxlan")
-	rec, err := o.agent.Driver.Plan(project(1, 101, 0))
+	rec, err := o.Agent.Driver.Plan(project(1, 101, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,17 +74,17 @@ func TestPlan(t *testing.T) {
 		t.Errorf("Plan = %+v, want %+v", rec, want)
 	}
 	o = newOS(t, "")
-	if rec, err := o.agent.Driver.Plan(project(1, 101, 0)); err != nil || rec.Segment != "vlan101" {
+	if rec, err := o.Agent.Driver.Plan(project(1, 101, 0)); err != nil || rec.Segment != "vlan101" {
 		t.Errorf("Plan with default segment = %+v, %v", rec, err)
 	}
 	n := project(1, 101, 0)
 	n.VLAN = 0
-	if _, err := o.agent.Driver.Plan(n); !errors.Is(err, hostnet.ErrInvalidNetwork) || !strings.Contains(err.Error(), "vlan") {
+	if _, err := o.Agent.Driver.Plan(n); !errors.Is(err, hostnet.ErrInvalidNetwork) || !strings.Contains(err.Error(), "vlan") {
 		t.Errorf("Plan without vlan id = %v", err)
 	}
 	n = project(1, 101, 0)
 	n.Bridge = "vlan101"
-	if _, err := o.agent.Driver.Plan(n); !errors.Is(err, hostnet.ErrInvalidNetwork) {
+	if _, err := o.Agent.Driver.Plan(n); !errors.Is(err, hostnet.ErrInvalidNetwork) {
 		t.Errorf("Plan with bridge named like the segment = %v", err)
 	}
 }
@@ -146,7 +92,7 @@ func TestPlan(t *testing.T) {
 func TestSetupChangesAndTeardown(t *testing.T) {
 	o := newOS(t, "vxlan")
 	ctx := t.Context()
-	d := o.agent.Driver
+	d := o.Agent.Driver
 	n := project(1, 101, 1)
 	changes, err := d.Setup(ctx, n)
 	if err != nil {
@@ -160,7 +106,7 @@ func TestSetupChangesAndTeardown(t *testing.T) {
 		t.Errorf("second Setup = %q, %v", changes, err)
 	}
 	// Drift: the segment was deleted behind our back.
-	if err := o.links.Delete(ctx, "vxlan101"); err != nil {
+	if err := o.Links.Delete(ctx, "vxlan101"); err != nil {
 		t.Fatal(err)
 	}
 	want = []string{"created vxlan vxlan101 on eth1", "enslaved vxlan101 to br101"}
@@ -175,7 +121,7 @@ func TestSetupChangesAndTeardown(t *testing.T) {
 	if changes, err := d.Teardown(ctx, rec); err != nil || changes != nil {
 		t.Errorf("second Teardown = %q, %v", changes, err)
 	}
-	if got, want := o.dump(), hostnettest.NewLinks("eth0", "eth1", "eth2").Dump(); got != want {
+	if got, want := o.Dump(), hostnettest.NewLinks("eth0", "eth1", "eth2").Dump(); got != want {
 		t.Errorf("after teardown:\n%s\nwant\n%s", got, want)
 	}
 }
@@ -184,8 +130,8 @@ func TestErrors(t *testing.T) {
 	ctx := t.Context()
 	t.Run("no 802.1Q", func(t *testing.T) {
 		o := newOS(t, "vlan")
-		o.links.NoVLAN = true
-		_, err := o.agent.Driver.Setup(ctx, project(1, 101, 0))
+		o.Links.NoVLAN = true
+		_, err := o.Agent.Driver.Setup(ctx, project(1, 101, 0))
 		if !errors.Is(err, link.ErrUnsupported) || !strings.Contains(err.Error(), "network 1 (br101)") || !strings.Contains(err.Error(), "vlan101") {
 			t.Errorf("Setup = %v", err)
 		}
@@ -194,35 +140,39 @@ func TestErrors(t *testing.T) {
 		o := newOS(t, "vxlan")
 		n := project(1, 101, 0)
 		n.BridgeInterface = "bond0"
-		if _, err := o.agent.Driver.Setup(ctx, n); !errors.Is(err, link.ErrNotFound) || !strings.Contains(err.Error(), "bond0") {
+		if _, err := o.Agent.Driver.Setup(ctx, n); !errors.Is(err, link.ErrNotFound) || !strings.Contains(err.Error(), "bond0") {
 			t.Errorf("Setup = %v", err)
 		}
 	})
 	t.Run("no vlan interface configured", func(t *testing.T) {
 		cfg := config("vxlan")
 		cfg.VLANInterface = ""
-		d, err := vlan.New(cfg, hostnettest.NewLinks(), hostnettest.NewDHCP())
+		drv, err := hostnet.NewDriver(cfg, hostnettest.NewLinks(), hostnettest.NewDHCP())
 		if err != nil {
 			t.Fatal(err)
 		}
+		d := hostnettest.Driver{Driver: drv}
 		if _, err := d.Setup(ctx, project(1, 101, 0)); !errors.Is(err, hostnet.ErrInvalidNetwork) || !strings.Contains(err.Error(), "vlan interface") {
 			t.Errorf("Setup = %v", err)
 		}
 	})
 	t.Run("same vlan id for two bridges", func(t *testing.T) {
 		o := newOS(t, "vxlan")
-		if _, err := o.agent.Driver.Setup(ctx, project(1, 101, 0)); err != nil {
+		if _, err := o.Agent.Driver.Setup(ctx, project(1, 101, 0)); err != nil {
 			t.Fatal(err)
 		}
 		n := project(2, 101, 0)
 		n.Bridge = "brother"
-		if _, err := o.agent.Driver.Setup(ctx, n); !errors.Is(err, hostnet.ErrPortInUse) || !strings.Contains(err.Error(), "vxlan101") {
+		if _, err := o.Agent.Driver.Setup(ctx, n); !errors.Is(err, hostnet.ErrPortInUse) || !strings.Contains(err.Error(), "vxlan101") {
 			t.Errorf("Setup = %v", err)
 		}
 	})
 	t.Run("bad segment kind", func(t *testing.T) {
-		if _, err := vlan.New(config("gre"), hostnettest.NewLinks(), hostnettest.NewDHCP()); !errors.Is(err, hostnet.ErrInvalidConfig) || !strings.Contains(err.Error(), "gre") {
+		if _, err := hostnet.NewDriver(config("gre"), hostnettest.NewLinks(), hostnettest.NewDHCP()); !errors.Is(err, hostnet.ErrInvalidConfig) || !strings.Contains(err.Error(), "gre") {
 			t.Errorf("New = %v", err)
+		}
+		if _, err := vlan.New(config("vlan"), nil, nil); !errors.Is(err, hostnet.ErrInvalidConfig) {
+			t.Errorf("New without links = %v", err)
 		}
 	})
 }

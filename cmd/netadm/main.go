@@ -21,6 +21,7 @@ import (
 	"novanet/client"
 	"novanet/internal/natsconn"
 	"novanet/internal/redact"
+	"novanet/natsauth"
 	"novanet/rpc"
 )
 
@@ -58,6 +59,7 @@ func dialNATS(url string, o natsconn.Options, timeout time.Duration) (*client.Cl
 }
 
 type app struct {
+	getenv  func(string) string
 	natsURL string
 	nats    natsconn.Options
 	output  string
@@ -70,11 +72,18 @@ func (a *app) client() (*client.Client, func(), error) {
 	if a.output != "table" && a.output != "json" {
 		return nil, nil, usagef("output %q: want table or json", a.output)
 	}
-	return a.dial(a.natsURL, a.nats, a.timeout)
+	o := a.nats
+	if o.Anonymous() {
+		// The operator identity of the embedded server on this machine.
+		if seed, ok := natsauth.DefaultOperatorSeed(a.getenv); ok {
+			o.NKey = seed
+		}
+	}
+	return a.dial(a.natsURL, o, a.timeout)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, dial dialer) int {
-	a := &app{dial: dial, stdout: stdout}
+	a := &app{dial: dial, stdout: stdout, getenv: getenv}
 	root := newRoot(a, getenv)
 	root.SetArgs(args)
 	root.SetOut(stdout)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -523,5 +524,45 @@ func TestFloatingCommands(t *testing.T) {
 	}
 	if code, _, errs := netadm(t, env, "floating", "delete", "203.0.113.0/28"); code != 1 || !strings.Contains(errs, "not_found: floating range 203.0.113.0/28 not found") {
 		t.Errorf("delete twice: %d %q", code, errs)
+	}
+}
+
+// Without credentials, netadm uses the operator seed that the embedded
+// server of the same user wrote (~/.config/novanet/nats/operator.admin.nk);
+// given credentials, its own.
+func TestDefaultOperatorCredentials(t *testing.T) {
+	home := t.TempDir()
+	dir := filepath.Join(home, ".config", "novanet", "nats")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	seed := filepath.Join(dir, "operator.admin.nk")
+	if err := os.WriteFile(seed, []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var got natsconn.Options
+	dial := func(_ string, o natsconn.Options, _ time.Duration) (*client.Client, func(), error) {
+		got = o
+		return nil, nil, errors.New("not dialing")
+	}
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"HOME": home}, nil, seed},
+		{map[string]string{"HOME": "/nonexistent", "XDG_CONFIG_HOME": filepath.Join(home, ".config")}, nil, seed},
+		{map[string]string{"HOME": home, "NOVANET_NATS_NKEY": "/etc/novanet/op.nk"}, nil, "/etc/novanet/op.nk"},
+		{map[string]string{"HOME": home}, []string{"--nats-nkey", "/mine.nk"}, "/mine.nk"},
+		{map[string]string{"HOME": home}, []string{"--nats-creds", "/mine.creds"}, ""},
+		{map[string]string{"HOME": "/nonexistent"}, nil, ""},
+	} {
+		got = natsconn.Options{}
+		var out, errb bytes.Buffer
+		run(context.Background(), append([]string{"network", "list"}, c.args...), &out, &errb,
+			func(k string) string { return c.env[k] }, dial)
+		if got.NKey != c.want {
+			t.Errorf("env %v args %v: nkey %q, want %q (%s)", c.env, c.args, got.NKey, c.want, errb.String())
+		}
 	}
 }

@@ -381,7 +381,7 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 	}
 	binder.OnAnnounceError(func(err error) { log.Warn("floating address", zap.Error(err)) })
 	defer binder.Wait()
-	nc, err := o.nats.Connect(o.natsURL, "network-host "+o.host, nats.MaxReconnects(-1),
+	nc, err := o.nats.Connect(o.natsURL, "network-host "+o.host, nats.MaxReconnects(-1), natsconn.LogErrors(log),
 		nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
 	if err != nil {
 		return fmt.Errorf("nats %s: %w", redact.URL(o.natsURL), err)

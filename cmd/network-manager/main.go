@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -53,6 +54,7 @@ type options struct {
 	natsURL       string
 	nats          natsconn.Options
 	embeddedNATS  string
+	credsDir      string
 	embeddedName  string
 	cluster       natsembed.Cluster
 	httpListen    string
@@ -61,6 +63,8 @@ type options struct {
 	workers       int
 	disassociate  time.Duration
 	sweepEvery    time.Duration
+	reqTimeout    time.Duration
+	reqIDWindow   time.Duration
 	autoAssign    bool
 	floatingPool  string
 	floatingQuota int
@@ -103,6 +107,8 @@ NOVANET_DATABASE_URL, --nats-url from NOVANET_NATS_URL, and so on.`,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL, e.g. postgres://novanet@localhost/novanet (required)")
+	pf.StringVar(&o.credsDir, "creds-dir", "",
+		"NATS identities: the embedded server's own (made at its first start) and those \"creds\" issues (default: novanet/nats in the user's configuration directory, ~/.config)")
 	pf.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
 	pf.IntVar(&o.dbMaxConns, "db-max-conns", 8,
@@ -151,7 +157,11 @@ NATS reachable) and /metrics (Prometheus).`,
 	f.IntVar(&o.workers, "workers", 64, "requests this replica handles at once")
 	f.DurationVar(&o.disassociate, "disassociate-timeout", 10*time.Minute,
 		"free a deallocated fixed IP whose DHCP release never came after this long")
-	f.DurationVar(&o.sweepEvery, "sweep-interval", time.Minute, "how often to look for such fixed IPs")
+	f.DurationVar(&o.sweepEvery, "sweep-interval", time.Minute, "how often to look for such fixed IPs (and forget old request ids)")
+	f.DurationVar(&o.reqTimeout, "request-timeout", 30*time.Second,
+		"longest a request may take from when it reaches this replica, also when the caller's deadline is later")
+	f.DurationVar(&o.reqIDWindow, "request-id-window", 24*time.Hour,
+		"how long replies to requests with a request id are kept: a retry with the same id within it gets the same reply")
 	f.BoolVar(&o.autoAssign, "auto-assign-floating-ip", false,
 		"give every new instance a floating IP from --default-floating-pool, associated with its first fixed IP")
 	f.StringVar(&o.floatingPool, "default-floating-pool", rpc.DefaultFloatingPool, "floating pool of requests that name none")
@@ -204,7 +214,7 @@ NATS reachable) and /metrics (Prometheus).`,
 		},
 	})
 	envflags.Annotate(pf, envPrefix)
-	root.AddCommand(serve, migrate)
+	root.AddCommand(serve, migrate, newCredsCmd(&o))
 	return root
 }
 
@@ -311,20 +321,29 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 
 	natsURL := o.natsURL
 	if natsURL == "" {
-		ns, err := natsembed.Start(o.embeddedNATS, embedded...)
+		store, seed, err := embeddedIdentities(o)
+		if err != nil {
+			return err
+		}
+		if o.nats.Anonymous() {
+			o.nats.NKey = seed
+		}
+		ns, err := natsembed.Start(o.embeddedNATS, append(embedded, natsembed.WithAuthFile(store.ConfigPath()))...)
 		if err != nil {
 			return err
 		}
 		defer ns.Shutdown()
+		stopReload := reloadOnHUP(ns, store, log)
+		defer stopReload()
 		natsURL = ns.ClientURL()
 		fields := []zap.Field{zap.String("url", redact.URL(natsURL)), zap.String("name", ns.Name())}
 		if r := ns.RouteURL(); r != "" {
 			fields = append(fields, zap.String("cluster", o.cluster.Name), zap.String("routes_listen", r),
-				zap.Strings("routes", o.cluster.Routes))
+				zap.String("routes", redact.URL(strings.Join(o.cluster.Routes, ","))))
 		}
 		log.Info("embedded nats-server started", fields...)
 	}
-	nc, err := o.nats.Connect(natsURL, "network-manager", nats.MaxReconnects(-1),
+	nc, err := o.nats.Connect(natsURL, "network-manager", nats.MaxReconnects(-1), natsconn.LogErrors(log),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected", zap.Error(err))
@@ -338,10 +357,11 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if o.disassociate <= 0 || o.sweepEvery <= 0 {
-		return fmt.Errorf("--disassociate-timeout and --sweep-interval must be positive")
+	if o.disassociate <= 0 || o.sweepEvery <= 0 || o.reqTimeout <= 0 || o.reqIDWindow <= 0 {
+		return fmt.Errorf("--disassociate-timeout, --sweep-interval, --request-timeout and --request-id-window must be positive")
 	}
 	m, err := manager.New(pool, log, manager.Config{Mode: mode, Workers: o.workers, Version: version,
+		RequestTimeout: o.reqTimeout, RequestIDWindow: o.reqIDWindow,
 		DisassociateTimeout: o.disassociate, AutoAssignFloatingIP: o.autoAssign,
 		DefaultFloatingPool: o.floatingPool, FloatingIPQuota: o.floatingQuota}, reg)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"novanet/client"
 	"novanet/db/migrations"
+	"novanet/internal/natsconn"
 	"novanet/internal/pgtest"
 	"novanet/rpc"
 )
@@ -30,6 +32,7 @@ func env(m map[string]string) func(string) (string, bool) {
 type served struct {
 	httpAddr net.Addr
 	natsURL  string
+	credsDir string
 	stderr   *bytes.Buffer
 	cancel   context.CancelFunc
 	done     chan int
@@ -39,7 +42,12 @@ type served struct {
 func serve(t *testing.T, vars map[string]string, args ...string) *served {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &served{stderr: &bytes.Buffer{}, cancel: cancel, done: make(chan int, 1)}
+	if vars["NOVANET_CREDS_DIR"] == "" {
+		// The embedded server's identities; managers given the same vars
+		// share them, as the nodes of a cluster must.
+		vars["NOVANET_CREDS_DIR"] = t.TempDir()
+	}
+	s := &served{stderr: &bytes.Buffer{}, cancel: cancel, done: make(chan int, 1), credsDir: vars["NOVANET_CREDS_DIR"]}
 	readyc := make(chan struct{})
 	go func() {
 		s.done <- run(ctx, append([]string{"serve"}, args...), io.Discard, s.stderr, env(vars), func(a net.Addr, u string) {
@@ -74,6 +82,17 @@ func (s *served) stop(t *testing.T) int {
 	}
 }
 
+// connect connects to the embedded server as its operator.
+func (s *served) connect(t *testing.T) *nats.Conn {
+	t.Helper()
+	nc, err := natsconn.Options{NKey: filepath.Join(s.credsDir, "operator.admin.nk")}.Connect(s.natsURL, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -90,12 +109,11 @@ func TestServeEmbeddedNATS(t *testing.T) {
 	s := serve(t, map[string]string{"NOVANET_DATABASE_URL": dbURL, "NOVANET_NETWORK_MODE": "vlan"},
 		"--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-format", "console")
 
-	nc, err := nats.Connect(s.natsURL)
-	if err != nil {
-		t.Fatal(err)
+	if nc, err := nats.Connect(s.natsURL); err == nil {
+		nc.Close()
+		t.Fatal("the embedded server let an anonymous client in")
 	}
-	defer nc.Close()
-	c := client.New(nc, 10*time.Second)
+	c := client.New(s.connect(t), 10*time.Second)
 	nets, err := c.CreateNetworks(context.Background(), rpc.CreateNetworksRequest{CIDR: "10.0.0.0/8", NumNetworks: 2, NetworkSize: 16})
 	if err != nil || len(nets) != 2 || nets[1].VLAN != 101 {
 		t.Fatalf("create over embedded NATS: %+v %v", nets, err)
@@ -140,22 +158,27 @@ func TestServeEmbeddedCluster(t *testing.T) {
 	s1 := serve(t, vars, "--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "", "--log-format", "console",
 		"--embedded-nats-name", "m1", "--embedded-nats-cluster-listen", routes)
 	s2 := serve(t, vars, "--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "", "--log-format", "console",
-		"--embedded-nats-name", "m2", "--embedded-nats-cluster-listen", "127.0.0.1:0", "--embedded-nats-routes", "nats-route://"+routes)
-	if !strings.Contains(s2.stderr.String(), `"cluster": "novanet"`) {
-		t.Errorf("no cluster in the log: %s", s2.stderr)
+		"--embedded-nats-name", "m2", "--embedded-nats-cluster-listen", "127.0.0.1:0",
+		"--embedded-nats-routes", "nats-route://"+routes+",nats-route://route-user:route-secret@127.0.0.1:1")
+	if log := s2.stderr.String(); !strings.Contains(log, `"cluster": "novanet"`) || strings.Contains(log, "route-secret") ||
+		!strings.Contains(log, "route-user:xxxxx@127.0.0.1:1") {
+		t.Errorf("no cluster in the log, or a route's password: %s", log)
 	}
 
-	nc1, err := nats.Connect(s1.natsURL)
+	// On m1's node as a manager (only managers may subscribe to manager
+	// subjects, in their queue group), on m2's as the operator.
+	nc1, err := natsconn.Options{NKey: filepath.Join(s1.credsDir, "manager.embedded.nk")}.Connect(s1.natsURL, "1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc1.Close()
-	nc2, err := nats.Connect(s2.natsURL)
+	nc2, err := natsconn.Options{NKey: filepath.Join(s2.credsDir, "operator.admin.nk")}.Connect(s2.natsURL, "2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc2.Close()
-	sub, err := nc1.SubscribeSync("across")
+	const across = "novanet.manager.cluster_probe"
+	sub, err := nc1.QueueSubscribeSync(across, rpc.QueueGroup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +189,7 @@ func TestServeEmbeddedCluster(t *testing.T) {
 	// the message: publish until one arrives.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if err := nc2.Publish("across", []byte("hi")); err != nil {
+		if err := nc2.Publish(across, []byte("hi")); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := sub.NextMsg(50 * time.Millisecond); err == nil {
@@ -271,5 +294,86 @@ func TestReadyzHidesDatabaseError(t *testing.T) {
 	if log := s.stderr.String(); !strings.Contains(log, "not ready: database unreachable") ||
 		!strings.Contains(log, "user="+cfg.User) || !strings.Contains(log, cfg.Database) {
 		t.Errorf("the log does not have the database error:\n%s", log)
+	}
+}
+
+// creds runs "network-manager creds ..." in-process.
+func creds(t *testing.T, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append(append([]string{"creds"}, args...), "--creds-dir", dir), &out, &errb, env(nil), nil)
+	return code, out.String(), errb.String()
+}
+
+// An operator adds a hypervisor in one step and revokes it: the embedded
+// server (this process, through its pid file and SIGHUP) reloads, the new
+// agent connects, and once revoked it is disconnected and refused.
+func TestCredsAddRevokeReloadsTheEmbeddedServer(t *testing.T) {
+	_, dbURL := pgtest.NewDB(t)
+	s := serve(t, map[string]string{"NOVANET_DATABASE_URL": dbURL}, "--embedded-nats-listen", "127.0.0.1:0", "--http-listen", "")
+	if _, err := os.Stat(filepath.Join(s.credsDir, "nats.pid")); err != nil {
+		t.Fatalf("no pid file: %v", err)
+	}
+	code, out, errs := creds(t, s.credsDir, "add", "host", "hv1")
+	if code != 0 || !strings.Contains(out, "added host hv1") || !strings.Contains(out, "to reload it") {
+		t.Fatalf("creds add: %d %q %q", code, out, errs)
+	}
+	seed := filepath.Join(s.credsDir, "host.hv1.nk")
+	connect := func() (*nats.Conn, error) {
+		return natsconn.Options{NKey: seed}.Connect(s.natsURL, "hv1", nats.MaxReconnects(0))
+	}
+	var nc *nats.Conn
+	// The reload runs on the manager's SIGHUP goroutine: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if nc, err = connect(); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hv1 cannot connect after creds add: %v\n%s", err, s.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	defer nc.Close()
+	c := client.New(nc, 10*time.Second)
+	if _, err := c.RegisterHost(context.Background(), rpc.RegisterHostRequest{Host: "hv1", Driver: "flatdhcp"}); err != nil {
+		t.Fatalf("hv1 registers: %v", err)
+	}
+	if _, err := c.RegisterHost(context.Background(), rpc.RegisterHostRequest{Host: "hv2", Driver: "flatdhcp"}); err == nil {
+		t.Error("hv1 registered as hv2")
+	}
+	if code, out, _ := creds(t, s.credsDir, "list"); code != 0 || !strings.Contains(out, "host      hv1") && !strings.Contains(out, "host\thv1") && !strings.Contains(out, "hv1") {
+		t.Errorf("creds list: %d %q", code, out)
+	}
+	if code, _, errs := creds(t, s.credsDir, "add", "host", "hv1"); code != 1 || !strings.Contains(errs, "identity exists") {
+		t.Errorf("second add: %d %q", code, errs)
+	}
+	if code, _, errs := creds(t, s.credsDir, "add", "host", "hv.1"); code != 1 || !strings.Contains(errs, `"hv.1"`) {
+		t.Errorf("bad name: %d %q", code, errs)
+	}
+	if code, _, errs := creds(t, s.credsDir, "add", "admin", "x"); code != 1 || !strings.Contains(errs, `kind "admin"`) {
+		t.Errorf("bad kind: %d %q", code, errs)
+	}
+
+	if code, out, errs := creds(t, s.credsDir, "revoke", "host", "hv1"); code != 0 || !strings.Contains(out, "revoked host hv1") {
+		t.Fatalf("creds revoke: %d %q %q", code, out, errs)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !nc.IsClosed() {
+		if time.Now().After(deadline) {
+			t.Fatalf("hv1 still connected after its revocation: %s\n%s", nc.Status(), s.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if nc2, err := connect(); err == nil {
+		nc2.Close()
+		t.Error("revoked hv1 connects again")
+	}
+	if _, err := os.Stat(seed); !os.IsNotExist(err) {
+		t.Errorf("seed left behind: %v", err)
+	}
+	if code, _, errs := creds(t, s.credsDir, "revoke", "host", "hv1"); code != 1 || !strings.Contains(errs, "no such identity") {
+		t.Errorf("second revoke: %d %q", code, errs)
 	}
 }

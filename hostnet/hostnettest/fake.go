@@ -81,7 +81,7 @@ func (l *Links) Get(name string) (Link, bool) {
 	return c, true
 }
 
-// Stat implements hostnet's LinkStater.
+// Stat follows link.Manager.Stat.
 func (l *Links) Stat(ctx context.Context, name string) (link.State, error) {
 	if err := ifname.Validate(name); err != nil {
 		return link.State{}, err

@@ -38,17 +38,17 @@ type recordingDriver struct {
 
 func (d *recordingDriver) Name() string { return "flatdhcp" }
 
-func (d *recordingDriver) Plan(n rpc.HostNetwork) (hostnet.Record, error) {
+func (d *recordingDriver) Plan(n hostnet.Network) (hostnet.Record, error) {
 	return hostnet.Record{NetworkID: n.ID, Driver: "flatdhcp", Bridge: n.Bridge, BridgeOwned: true, DHCP: n.Bridge}, nil
 }
 
-func (d *recordingDriver) Setup(_ context.Context, n rpc.HostNetwork) ([]string, error) {
+func (d *recordingDriver) Setup(_ context.Context, n hostnet.Network) ([]string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.setups++
 	d.macs = map[string]bool{}
-	for _, h := range n.DHCPHosts {
-		d.macs[strings.ToLower(h.MAC)] = true
+	for _, h := range n.Hosts {
+		d.macs[h.MAC.String()] = true
 	}
 	return nil, nil
 }
@@ -65,7 +65,7 @@ func (d *recordingDriver) serves(mac string) bool {
 
 type noHost struct{}
 
-func (noHost) Apply(context.Context, []rpc.HostNetwork, []rpc.HostFloatingIP) ([]string, error) {
+func (noHost) Apply(context.Context, []hostnet.Network, []rpc.HostFloatingIP) ([]string, error) {
 	return nil, nil
 }
 

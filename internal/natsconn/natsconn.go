@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/spf13/pflag"
+	"go.uber.org/zap"
 
 	"novanet/internal/envflags"
 )
@@ -102,14 +104,24 @@ func (o Options) NATSOptions() ([]nats.Option, error) {
 	return opts, nil
 }
 
-// Connect connects to the comma-separated servers of url as name, with o
-// and then extra applied.
+// A server that stops answering without closing the connection (its
+// machine died, the network between is cut) is given up after MaxPingsOut
+// pings PingInterval apart, about a minute, and the client reconnects to
+// another node; nats.go's default is 2 minutes apart. The nats-server
+// configuration in deploy/nats does the same for its clients.
+const (
+	PingInterval = 20 * time.Second
+	MaxPingsOut  = 3
+)
+
+// Connect connects to the comma-separated servers of url as name, with o,
+// the ping interval above and then extra applied.
 func (o Options) Connect(url, name string, extra ...nats.Option) (*nats.Conn, error) {
 	opts, err := o.NATSOptions()
 	if err != nil {
 		return nil, err
 	}
-	opts = append(append(opts, nats.Name(name)), extra...)
+	opts = append(append(opts, nats.Name(name), nats.PingInterval(PingInterval), nats.MaxPingsOutstanding(MaxPingsOut)), extra...)
 	return nats.Connect(url, opts...)
 }
 
@@ -159,4 +171,17 @@ func DefaultsFromEnv(fs *pflag.FlagSet, getenv func(string) string) {
 		}
 		f.Usage += " (env " + env + ")"
 	}
+}
+
+// LogErrors logs the errors the server reports asynchronously, such as a
+// permissions violation (a publish or subscription the identity may not
+// make), which would otherwise go unnoticed.
+func LogErrors(log *zap.Logger) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if sub != nil {
+			log.Error("NATS", zap.String("subscription", sub.Subject), zap.Error(err))
+			return
+		}
+		log.Error("NATS", zap.Error(err))
+	})
 }

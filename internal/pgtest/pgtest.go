@@ -43,6 +43,8 @@ type Server struct {
 	cmd      *exec.Cmd // nil when the server is not ours
 	exited   chan error
 	dir      string
+	cred     *syscall.Credential
+	bin      string
 }
 
 // Main runs the tests and stops the server this package started, if any.
@@ -66,6 +68,11 @@ func NewDB(t testing.TB) (*pgxpool.Pool, string) {
 	if err != nil {
 		t.Fatalf("postgres: %v", err)
 	}
+	return newDB(t, s)
+}
+
+func newDB(t testing.TB, s *Server) (*pgxpool.Pool, string) {
+	t.Helper()
 	ctx := context.Background()
 	name := fmt.Sprintf("novanet_test_%d_%d", os.Getpid(), counter.Add(1))
 	dbURL, err := s.CreateDatabase(ctx, name)
@@ -249,29 +256,43 @@ func startLocal() (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w: %s", err, out)
 	}
-	const port = 5432 // only names the socket file in dir
-	pg := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir,
-		"-p", strconv.Itoa(port), "-c", "listen_addresses=", "-c", "fsync=off",
-		"-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=300", "-c", "shared_buffers=128MB")
-	pg.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
-	pg.Dir = dir
-	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
-	if err != nil {
+	s := &Server{
+		adminURL: fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d", url.QueryEscape(dir), socketPort),
+		dir:      dir,
+		cred:     cred,
+		bin:      bin,
+	}
+	if err := s.launch(); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
+	return s, nil
+}
+
+const socketPort = 5432 // only names the socket file in the server's directory
+
+// launch starts postgres on the server's data directory and waits until it
+// accepts connections.
+func (s *Server) launch() error {
+	pg := exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"), "-k", s.dir,
+		"-p", strconv.Itoa(socketPort), "-c", "listen_addresses=", "-c", "fsync=off",
+		"-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=300", "-c", "shared_buffers=128MB")
+	pg.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	pg.Dir = s.dir
+	logf, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
 	pg.Stdout, pg.Stderr = logf, logf
 	if err := pg.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("postgres: %w", err)
+		return fmt.Errorf("postgres: %w", err)
 	}
-	s := &Server{
-		adminURL: fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d", url.QueryEscape(dir), port),
-		cmd:      pg,
-		exited:   make(chan error, 1),
-		dir:      dir,
-	}
-	go func() { s.exited <- pg.Wait() }()
+	s.cmd = pg
+	s.exited = make(chan error, 1)
+	exited := s.exited
+	go func() { exited <- pg.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -279,21 +300,57 @@ func startLocal() (*Server, error) {
 		cancel()
 		if err == nil {
 			c.Close(context.Background())
-			break
+			return nil
 		}
 		select {
-		case werr := <-s.exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("postgres exited: %v: %s", werr, log)
+		case werr := <-exited:
+			log, _ := os.ReadFile(filepath.Join(s.dir, "postgres.log"))
+			return fmt.Errorf("postgres exited: %v: %s", werr, log)
 		case <-time.After(50 * time.Millisecond): // poll interval, not a readiness guess
 		}
 		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("postgres did not accept connections: %w", err)
+			_ = pg.Process.Kill()
+			<-exited
+			return fmt.Errorf("postgres did not accept connections: %w", err)
 		}
 	}
-	return s, nil
+}
+
+// NewServer starts a PostgreSQL server of the test's own, from Debian's
+// binaries whatever the environment says, for tests that restart it; it
+// is stopped when the test ends. NewDB on it gives databases.
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	s, err := startLocal()
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	if err := prepareTemplate(s.adminURL); err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	return s
+}
+
+// NewDB is the package's NewDB on this server.
+func (s *Server) NewDB(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	return newDB(t, s)
+}
+
+// Restart stops the server as an operator's restart does (a fast
+// shutdown: every session is ended with SQLSTATE 57P01, transactions under
+// way are rolled back) and starts it again on the same data. Only for a
+// server started by NewServer.
+func (s *Server) Restart() error {
+	if s.cmd == nil {
+		return errors.New("restart: not a server of this test")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	<-s.exited
+	return s.launch()
 }
 
 func (s *Server) Stop() {

@@ -41,8 +41,15 @@ func Start(t testing.TB, mode manager.Mode) *Env {
 // ignored.
 func StartConfig(t testing.TB, cfg manager.Config) *Env {
 	t.Helper()
-	mode := cfg.Mode
 	pool, dbURL := pgtest.NewDB(t)
+	return StartOn(t, cfg, pool, dbURL)
+}
+
+// StartOn is StartConfig on a database the test made (on a server of its
+// own, say: pgtest.NewServer).
+func StartOn(t testing.TB, cfg manager.Config, pool *pgxpool.Pool, dbURL string) *Env {
+	t.Helper()
+	mode := cfg.Mode
 	ns, err := natsembed.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package dnsmasq_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,69 +15,19 @@ import (
 	"novanet/linuxnet/nstest"
 )
 
-const udhcpcScript = `#!/bin/sh
-# busybox udhcpc event script for the test VM: apply what the server gave.
-env | grep -E '^(ip|mask|router|dns|domain|mtu|interface|hostname)=' | sort > "$STATE/udhcpc-$1.env"
-case "$1" in
-deconfig) ip -4 addr flush dev "$interface"; ip link set dev "$interface" up ;;
-bound|renew)
-	[ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
-	ip -4 addr flush dev "$interface"
-	ip addr add "$ip/$mask" dev "$interface"
-	for r in $router; do ip route replace default via "$r" dev "$interface"; break; done ;;
-esac
-exit 0
-`
-
 const eventScript = `#!/bin/sh
 # Stands in for "network-host dhcp-event": log the invocation.
 echo "$* iface=$DNSMASQ_INTERFACE" >> "$(dirname "$0")/events.log"
 `
 
-// vm is a network namespace with eth0 plugged into the host bridge.
-type vm struct {
-	ns  *nstest.NS
-	mac net.HardwareAddr
-	dir string
-}
-
-func newVM(t *testing.T, host *nstest.NS, port string) *vm {
+// newVM is a VM (nstest.VM) with eth0 plugged into the host bridge br0.
+func newVM(t *testing.T, host *nstest.NS, port string) *nstest.VM {
 	t.Helper()
-	v := &vm{ns: nstest.New(t), dir: t.TempDir()}
-	host.Run(t, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", v.ns.Name)
+	v := nstest.NewVM(t, host, port)
 	if err := link.New(host.Handle).Enslave(context.Background(), "br0", port, link.EnslaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	l, err := v.ns.Handle.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.mac = l.Attrs().HardwareAddr
-	if err := os.WriteFile(filepath.Join(v.dir, "udhcpc.sh"), []byte(udhcpcScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	return v
-}
-
-// dhcp runs busybox udhcpc once in the VM; it reports whether a lease was
-// obtained (udhcpc -n exits non-zero otherwise).
-func (v *vm) dhcp(t *testing.T, tries string) (bool, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := v.ns.Command(ctx, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", tries, "-T", "1",
-		"-O", "mtu", "-O", "domain", "-O", "dns", "-s", filepath.Join(v.dir, "udhcpc.sh"))
-	cmd.Env = append(os.Environ(), "STATE="+v.dir)
-	out, err := cmd.CombinedOutput()
-	return err == nil, string(out)
-}
-
-func (v *vm) env(t *testing.T) string {
-	b, err := os.ReadFile(filepath.Join(v.dir, "udhcpc-bound.env"))
-	if err != nil {
-		t.Fatalf("no bound event: %v", err)
-	}
-	return string(b)
 }
 
 func TestDHCPServesReservationAndReloads(t *testing.T) {
@@ -121,7 +70,7 @@ func TestDHCPServesReservationAndReloads(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	hosts := []dnsmasq.Host{{MAC: vm1.mac, IP: netip.MustParseAddr("10.77.0.10"), Hostname: "vm1"}}
+	hosts := []dnsmasq.Host{{MAC: vm1.MAC, IP: netip.MustParseAddr("10.77.0.10"), Hostname: "vm1"}}
 	act, err := srv.Ensure(ctx, hosts, nil)
 	if err != nil || act != dnsmasq.Started {
 		t.Fatalf("Ensure = %v, %v; want started", act, err)
@@ -135,20 +84,20 @@ func TestDHCPServesReservationAndReloads(t *testing.T) {
 	}
 
 	// VM 1 gets its reserved address and the options, and pings the gateway.
-	if ok, out := vm1.dhcp(t, "10"); !ok {
+	if ok, out := vm1.DHCP(t, "10"); !ok {
 		t.Fatalf("vm1: no lease:\n%s", out)
 	}
-	env := vm1.env(t)
+	env := vm1.Lease(t)
 	for _, want := range []string{"ip=10.77.0.10", "mask=24", "router=10.77.0.1", "dns=10.77.0.1", "domain=novalocal", "mtu=1400"} {
 		if !strings.Contains(env, want+"\n") {
 			t.Errorf("vm1 lease lacks %q:\n%s", want, env)
 		}
 	}
-	vm1.ns.Run(t, "busybox", "ping", "-c", "1", "-W", "5", "10.77.0.1")
+	vm1.NS.Run(t, "busybox", "ping", "-c", "1", "-W", "5", "10.77.0.1")
 	// dnsmasq ran our --dhcp-script for the new lease.
 	nstest.Eventually(t, 10*time.Second, "dhcp-script add event", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "events.log"))
-		return strings.Contains(string(b), "add "+vm1.mac.String()+" 10.77.0.10 vm1 iface=br0")
+		return strings.Contains(string(b), "add "+vm1.MAC.String()+" 10.77.0.10 vm1 iface=br0")
 	})
 	b, _ := os.ReadFile(filepath.Join(dir, "events.log"))
 	first := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
@@ -157,22 +106,22 @@ func TestDHCPServesReservationAndReloads(t *testing.T) {
 	}
 
 	// VM 2 has no reservation: static mode gives it nothing.
-	if ok, out := vm2.dhcp(t, "2"); ok {
+	if ok, out := vm2.DHCP(t, "2"); ok {
 		t.Fatalf("vm2 got a lease without a reservation:\n%s", out)
 	}
 
 	// A new reservation: hosts rewritten, SIGHUP, same process.
-	hosts = append(hosts, dnsmasq.Host{MAC: vm2.mac, IP: netip.MustParseAddr("10.77.0.11"), Hostname: "vm2"})
+	hosts = append(hosts, dnsmasq.Host{MAC: vm2.MAC, IP: netip.MustParseAddr("10.77.0.11"), Hostname: "vm2"})
 	if act, err := srv.Ensure(ctx, hosts, nil); err != nil || act != dnsmasq.Reloaded {
 		t.Fatalf("Ensure with a new host = %v, %v; want reloaded", act, err)
 	}
-	if ok, out := vm2.dhcp(t, "10"); !ok {
+	if ok, out := vm2.DHCP(t, "10"); !ok {
 		t.Fatalf("vm2: no lease after SIGHUP:\n%s", out)
 	}
-	if env := vm2.env(t); !strings.Contains(env, "ip=10.77.0.11\n") {
+	if env := vm2.Lease(t); !strings.Contains(env, "ip=10.77.0.11\n") {
 		t.Errorf("vm2 lease:\n%s", env)
 	}
-	vm2.ns.Run(t, "busybox", "ping", "-c", "1", "-W", "5", "10.77.0.1")
+	vm2.NS.Run(t, "busybox", "ping", "-c", "1", "-W", "5", "10.77.0.1")
 	if p, err := srv.Pid(); err != nil || p != pid {
 		t.Fatalf("pid after reload = %d, %v; want the same %d", p, err, pid)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"novanet/client"
+	"novanet/internal/natsconn"
 	"novanet/rpc"
 )
 
@@ -26,6 +27,7 @@ func main() {
 	instance := flag.String("instance", "", "instance UUID (default: a random one)")
 	network := flag.String("network", "", "network to allocate on (default: the manager picks)")
 	timeout := flag.Duration("timeout", 30*time.Second, "how long to wait for the manager")
+	nkey := flag.String("nats-nkey", "", "nkey seed file of a compute identity (network-manager creds add compute NAME)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintln(os.Stderr, "usage: allocate [flags]")
@@ -34,7 +36,7 @@ func main() {
 	if *instance == "" {
 		*instance = uuid.NewString()
 	}
-	if err := run(*natsURL, *timeout, rpc.AllocateForInstanceRequest{
+	if err := run(*natsURL, natsconn.Options{NKey: *nkey}, *timeout, rpc.AllocateForInstanceRequest{
 		InstanceUUID: *instance, ProjectID: *project, Host: *host,
 		RequestedNetworks: requested(*network),
 	}); err != nil {
@@ -50,8 +52,8 @@ func requested(network string) []rpc.RequestedNetwork {
 	return []rpc.RequestedNetwork{{Network: network}}
 }
 
-func run(url string, timeout time.Duration, req rpc.AllocateForInstanceRequest) error {
-	nc, err := nats.Connect(url, nats.Name("novanet demo allocate"), nats.Timeout(timeout))
+func run(url string, o natsconn.Options, timeout time.Duration, req rpc.AllocateForInstanceRequest) error {
+	nc, err := o.Connect(url, "novanet demo allocate", nats.Timeout(timeout))
 	if err != nil {
 		return fmt.Errorf("nats %s: %w", url, err)
 	}

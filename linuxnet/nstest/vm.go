@@ -1,7 +1,8 @@
-package hostnettest
+package nstest
 
 import (
 	"context"
+	_ "embed"
 	"net"
 	"os"
 	"os/exec"
@@ -11,30 +12,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"novanet/linuxnet/nstest"
 )
 
-// udhcpcScript is busybox udhcpc's event script for a test VM: it applies
-// what the server gave and records it in $STATE/udhcpc-<event>.env.
-const udhcpcScript = `#!/bin/sh
-env | grep -E '^(ip|mask|router|dns|domain|mtu|interface|hostname)=' | sort > "$STATE/udhcpc-$1.env"
-case "$1" in
-deconfig) ip -4 addr flush dev "$interface"; ip link set dev "$interface" up ;;
-bound|renew)
-	[ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
-	ip -4 addr flush dev "$interface"
-	ip addr add "$ip/$mask" dev "$interface"
-	for r in $router; do ip route replace default via "$r" dev "$interface"; break; done ;;
-esac
-exit 0
-`
+// UDHCPCScript is busybox udhcpc's event script for a test VM (the file
+// udhcpc.sh, which make demo uses too): it applies what the server gave
+// and records it in $STATE/udhcpc-<event>.env.
+//
+//go:embed udhcpc.sh
+var UDHCPCScript string
 
 // VM is a test "instance": a network namespace whose eth0 is a veth whose
 // other end (Port) is in the host namespace, ready to be plugged into a
 // bridge. For privileged tests only.
 type VM struct {
-	NS   *nstest.NS
+	NS   *NS
 	Port string
 	MAC  net.HardwareAddr
 	dir  string
@@ -43,16 +34,16 @@ type VM struct {
 
 // NewVM makes a VM namespace and the veth pair Port (in host) / eth0 (in
 // the VM).
-func NewVM(t *testing.T, host *nstest.NS, port string) *VM {
+func NewVM(t *testing.T, host *NS, port string) *VM {
 	t.Helper()
-	v := &VM{NS: nstest.New(t), Port: port, dir: t.TempDir()}
+	v := &VM{NS: New(t), Port: port, dir: t.TempDir()}
 	host.Run(t, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", v.NS.Name)
 	l, err := v.NS.Handle.LinkByName("eth0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.MAC = l.Attrs().HardwareAddr
-	if err := os.WriteFile(filepath.Join(v.dir, "udhcpc.sh"), []byte(udhcpcScript), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(v.dir, "udhcpc.sh"), []byte(UDHCPCScript), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return v
@@ -60,7 +51,7 @@ func NewVM(t *testing.T, host *nstest.NS, port string) *VM {
 
 // Plug makes the VM's port a port of bridge in host (what the hypervisor
 // does when it plugs a VIF).
-func (v *VM) Plug(t *testing.T, host *nstest.NS, bridge string) {
+func (v *VM) Plug(t *testing.T, host *NS, bridge string) {
 	t.Helper()
 	host.Run(t, "ip", "link", "set", v.Port, "master", bridge, "up")
 }
@@ -156,7 +147,7 @@ func (v *VM) Ping(addr string) bool {
 }
 
 // LinkNames lists the link names in ns, sorted.
-func LinkNames(t *testing.T, ns *nstest.NS) []string {
+func LinkNames(t *testing.T, ns *NS) []string {
 	t.Helper()
 	ls, err := ns.Handle.LinkList()
 	if err != nil {
@@ -172,7 +163,7 @@ func LinkNames(t *testing.T, ns *nstest.NS) []string {
 
 // Sysctl reads a sysctl in ns through a fresh "ip netns exec", so the
 // value is the namespace's and not the test process's.
-func Sysctl(t *testing.T, ns *nstest.NS, path string) string {
+func Sysctl(t *testing.T, ns *NS, path string) string {
 	t.Helper()
 	return strings.TrimSpace(ns.Run(t, "cat", path))
 }

@@ -1,0 +1,291 @@
+package hostnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"novanet/ifname"
+	"novanet/linuxnet/dnsmasq"
+	"novanet/linuxnet/link"
+)
+
+// This file is the common part of the drivers that make a bridge per
+// network (flatdhcp, vlan): the Setup skeleton, the Teardown, and the steps
+// they are made of. Each step reads the state it is about to change, makes
+// the change, and says in words what differed, so that a second run that
+// finds everything in place says nothing. Steps do not name the network:
+// the driver's Plan, Setup and Teardown do, once.
+
+// ErrPortInUse is returned (wrapped) when the interface to enslave is
+// already a port of another bridge (for example two flatdhcp networks on
+// one flat interface): it is not taken away from it.
+var ErrPortInUse = errors.New("interface is a port of another bridge")
+
+// bridged is the shared part of flatdhcp and vlan.
+type bridged struct {
+	cfg  Config
+	k    kernel
+	dhcp dhcpServers
+}
+
+func newBridged(driver string, cfg Config, k kernel, dhcp dhcpServers) (bridged, error) {
+	if k == nil || dhcp == nil {
+		return bridged{}, fmt.Errorf("%s: %w: links and dhcp are required", driver, ErrInvalidConfig)
+	}
+	if err := checkDHCPDir(cfg.DHCPDir); err != nil {
+		return bridged{}, fmt.Errorf("%s: %w", driver, err)
+	}
+	return bridged{cfg: cfg, k: k, dhcp: dhcp}, nil
+}
+
+// port is the link a bridged network enslaves to its bridge: the flat
+// interface (flatdhcp) or the segment (vlan).
+type port struct {
+	name string // empty: none
+	what string // for messages: "flat interface", "vlan segment"
+	opts link.EnslaveOptions
+	// ensure, when set, makes the port before the bridge (the segment).
+	ensure func(ctx context.Context) ([]string, error)
+}
+
+// setup is the Setup of flatdhcp and vlan: the dnsmasq config is checked
+// before anything is made; then the port (when it is ours to make), the
+// bridge (up, MTU, gateway address), the port enslaved, the bridge's MTU
+// settled, and the network's dnsmasq run, or with DHCP disabled stopped.
+func (b bridged) setup(ctx context.Context, n Network, rec Record, p port) ([]string, error) {
+	var (
+		dc  dnsmasq.Config
+		err error
+	)
+	if n.EnableDHCP {
+		if dc, err = DHCPConfig(b.cfg, rec.DHCP, n); err != nil {
+			return nil, err
+		}
+	}
+	var changes []string
+	add := func(c []string, err error) error {
+		changes = append(changes, c...)
+		return err
+	}
+	if p.ensure != nil {
+		if err := add(p.ensure(ctx)); err != nil {
+			return changes, err
+		}
+	}
+	bc := link.BridgeConfig{Name: n.Bridge, MTU: n.MTU, Addr: n.Gateway}
+	if err := add(b.ensureBridge(ctx, bc)); err != nil {
+		return changes, err
+	}
+	if p.name != "" {
+		if err := add(b.enslavePort(ctx, n.Bridge, p)); err != nil {
+			return changes, err
+		}
+		if err := b.settleBridgeMTU(ctx, bc); err != nil {
+			return changes, err
+		}
+	}
+	if n.EnableDHCP {
+		err = add(b.ensureDHCP(ctx, dc, n.Hosts))
+	} else {
+		err = add(b.stopDHCP(ctx, rec.DHCP, "dhcp disabled"))
+	}
+	return changes, err
+}
+
+// teardown is the Teardown of flatdhcp and vlan: stop the dnsmasq
+// (removing its files), delete the bridge when owned, then the segment.
+// What is already gone is fine. rec must be of driver.
+func (b bridged) teardown(ctx context.Context, driver string, rec Record) ([]string, error) {
+	bad := func(format string, args ...any) ([]string, error) {
+		return nil, fmt.Errorf("%w: record: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if rec.Driver != driver {
+		return bad("driver %q, not %s", rec.Driver, driver)
+	}
+	for _, n := range []string{rec.Bridge, rec.Segment} {
+		if n == "" {
+			continue
+		}
+		if err := ifname.Validate(n); err != nil {
+			return bad("%v", err)
+		}
+	}
+	if rec.DHCP != "" && !ValidDHCPName(rec.DHCP) {
+		return bad("dnsmasq name %q", rec.DHCP)
+	}
+	var changes []string
+	for _, step := range []func() ([]string, error){
+		func() ([]string, error) { return b.stopDHCP(ctx, rec.DHCP, "") },
+		func() ([]string, error) {
+			if !rec.BridgeOwned {
+				return nil, nil
+			}
+			return b.deleteLink(ctx, "bridge", rec.Bridge)
+		},
+		func() ([]string, error) { return b.deleteLink(ctx, "", rec.Segment) },
+	} {
+		c, err := step()
+		changes = append(changes, c...)
+		if err != nil {
+			return changes, err
+		}
+	}
+	return changes, nil
+}
+
+// ensureBridge makes the bridge c.Name exist, up, with c.MTU (when set)
+// and c.Addr (when set), and describes what it changed.
+func (b bridged) ensureBridge(ctx context.Context, c link.BridgeConfig) ([]string, error) {
+	before, err := b.k.Stat(ctx, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	if before.Exists && before.Kind != "bridge" {
+		return nil, fmt.Errorf("bridge %s: %w: is a %s", c.Name, link.ErrMismatch, before.Kind)
+	}
+	if _, err := b.k.EnsureBridge(ctx, c); err != nil {
+		return nil, err
+	}
+	var changes []string
+	if !before.Exists {
+		changes = append(changes, "created bridge "+c.Name)
+		if c.Addr.IsValid() {
+			changes = append(changes, fmt.Sprintf("added address %s to %s", c.Addr, c.Name))
+		}
+		return changes, nil
+	}
+	if !before.Up {
+		changes = append(changes, "set bridge "+c.Name+" up")
+	}
+	if c.MTU != 0 && before.MTU != c.MTU {
+		changes = append(changes, fmt.Sprintf("set bridge %s mtu %d (was %d)", c.Name, c.MTU, before.MTU))
+	}
+	if c.Addr.IsValid() && !before.HasAddr(c.Addr) {
+		changes = append(changes, fmt.Sprintf("added address %s to %s", c.Addr, c.Name))
+	}
+	return changes, nil
+}
+
+// enslavePort makes p (which must exist) an up port of bridge; with
+// p.opts.MoveAddrs its global IPv4 addresses move to the bridge.
+func (b bridged) enslavePort(ctx context.Context, bridge string, p port) ([]string, error) {
+	iface := p.name
+	before, err := b.k.Stat(ctx, iface)
+	if err != nil {
+		return nil, err
+	}
+	if !before.Exists {
+		return nil, fmt.Errorf("%s %s: %w", p.what, iface, link.ErrNotFound)
+	}
+	if before.Master != "" && before.Master != bridge {
+		return nil, fmt.Errorf("%s %s: %w: a port of %s, wanted on %s", p.what, iface, ErrPortInUse, before.Master, bridge)
+	}
+	if err := b.k.Enslave(ctx, bridge, iface, p.opts); err != nil {
+		return nil, err
+	}
+	var changes []string
+	if before.Master != bridge {
+		changes = append(changes, fmt.Sprintf("enslaved %s to %s", iface, bridge))
+	} else if !before.Up {
+		changes = append(changes, "set "+iface+" up")
+	}
+	if p.opts.MoveAddrs {
+		var moved []string
+		for _, a := range before.Addrs {
+			if a.Addr().Is4() {
+				moved = append(moved, a.String())
+			}
+		}
+		if len(moved) > 0 {
+			changes = append(changes, fmt.Sprintf("moved %s from %s to %s", strings.Join(moved, ", "), iface, bridge))
+		}
+	}
+	return changes, nil
+}
+
+// settleBridgeMTU sets the bridge's MTU again after ports joined it. Linux
+// moves a bridge's MTU to the smallest of its ports' when a port joins,
+// unless the MTU was set on the bridge after it was made; an MTU given at
+// creation does not count. Setting it again (when it differs) makes it
+// stick. It reports nothing: the change is part of making the bridge or
+// adding the port.
+func (b bridged) settleBridgeMTU(ctx context.Context, c link.BridgeConfig) error {
+	if c.MTU == 0 {
+		return nil
+	}
+	st, err := b.k.Stat(ctx, c.Name)
+	if err != nil {
+		return err
+	}
+	if st.MTU == c.MTU {
+		return nil
+	}
+	_, err = b.k.EnsureBridge(ctx, c)
+	return err
+}
+
+// deleteLink removes the link name (kind is for the message, e.g.
+// "bridge"; empty: the link's own kind); a missing link says nothing.
+func (b bridged) deleteLink(ctx context.Context, kind, name string) ([]string, error) {
+	if name == "" {
+		return nil, nil
+	}
+	st, err := b.k.Stat(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Exists {
+		return nil, nil
+	}
+	if err := b.k.Delete(ctx, name); err != nil {
+		return nil, err
+	}
+	if kind == "" {
+		kind = st.Kind
+	}
+	return []string{"deleted " + kind + " " + name}, nil
+}
+
+// ensureDHCP makes the dnsmasq c run with hosts and describes what it did.
+func (b bridged) ensureDHCP(ctx context.Context, c dnsmasq.Config, hosts []dnsmasq.Host) ([]string, error) {
+	act, err := b.dhcp.Ensure(ctx, c, hosts)
+	if err != nil {
+		return nil, err
+	}
+	switch act {
+	case dnsmasq.Started:
+		return []string{"dnsmasq " + c.Name + " started"}, nil
+	case dnsmasq.Restarted:
+		return []string{"dnsmasq " + c.Name + " restarted (config changed)"}, nil
+	case dnsmasq.Reloaded:
+		return []string{"dnsmasq " + c.Name + " reloaded (hosts changed)"}, nil
+	}
+	return nil, nil
+}
+
+// stopDHCP stops the dnsmasq instance name and removes its files; why is
+// appended to the message ("dhcp disabled"), if any.
+func (b bridged) stopDHCP(ctx context.Context, name, why string) ([]string, error) {
+	if name == "" {
+		return nil, nil
+	}
+	did, err := b.dhcp.Stop(ctx, name)
+	if err != nil || !did {
+		return nil, err
+	}
+	msg := "dnsmasq " + name + " stopped"
+	if why != "" {
+		msg += " (" + why + ")"
+	}
+	return []string{msg}, nil
+}
+
+// named adds the network to a driver's error, once.
+func named(what fmt.Stringer, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
