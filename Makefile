@@ -11,7 +11,10 @@ PREFIX ?= /usr/local
 PG_VERSION ?= $(shell ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
 PG_CLUSTER ?= novanet
 PG_PORT ?= 5439
-DATABASE_URL ?= postgres://novanet:novanet@127.0.0.1:$(PG_PORT)/novanet?sslmode=disable
+# Two roles: novanet owns the schema and runs the migrations; novanet_app,
+# with DML only, is the one the manager serves with (docs/security.md).
+MIGRATE_DATABASE_URL ?= postgres://novanet:novanet@127.0.0.1:$(PG_PORT)/novanet?sslmode=disable
+DATABASE_URL ?= postgres://novanet_app:novanet_app@127.0.0.1:$(PG_PORT)/novanet?sslmode=disable
 FUZZTIME ?= 20s
 
 .PHONY: help build test vet fmt-check run db db-stop demo bench fuzz install install-nats clean
@@ -47,9 +50,13 @@ db:
 	@pg_ctlcluster $(PG_VERSION) $(PG_CLUSTER) start 2>/dev/null || pg_ctlcluster $(PG_VERSION) $(PG_CLUSTER) status >/dev/null
 	@runuser -u postgres -- psql -p $(PG_PORT) -qtAc "SELECT 1 FROM pg_roles WHERE rolname='novanet'" | grep -q 1 || \
 		runuser -u postgres -- psql -p $(PG_PORT) -qc "CREATE ROLE novanet LOGIN PASSWORD 'novanet'"
+	@runuser -u postgres -- psql -p $(PG_PORT) -qtAc "SELECT 1 FROM pg_roles WHERE rolname='novanet_app'" | grep -q 1 || \
+		runuser -u postgres -- psql -p $(PG_PORT) -qc "CREATE ROLE novanet_app LOGIN PASSWORD 'novanet_app'"
 	@runuser -u postgres -- psql -p $(PG_PORT) -qtAc "SELECT 1 FROM pg_database WHERE datname='novanet'" | grep -q 1 || \
 		runuser -u postgres -- createdb -p $(PG_PORT) -O novanet novanet
-	@echo "PostgreSQL cluster $(PG_VERSION)/$(PG_CLUSTER) on port $(PG_PORT): $(DATABASE_URL)"
+	@# Only the owner creates in the schema (PostgreSQL 15's default; older ones let everybody).
+	@runuser -u postgres -- psql -p $(PG_PORT) -d novanet -qc "REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+	@echo "PostgreSQL cluster $(PG_VERSION)/$(PG_CLUSTER) on port $(PG_PORT): owner $(MIGRATE_DATABASE_URL), runtime $(DATABASE_URL)"
 
 db-stop:
 	pg_ctlcluster $(PG_VERSION) $(PG_CLUSTER) stop
@@ -60,7 +67,7 @@ demo:
 
 run: build db
 	@echo "network-manager: NATS on nats://127.0.0.1:4222 (identities in ~/.config/novanet/nats; anonymous clients refused), health on http://127.0.0.1:9696; try, as this user: $(BIN)/netadm network create 10.0.0.0/8 3 16"
-	NOVANET_DATABASE_URL='$(DATABASE_URL)' \
+	NOVANET_DATABASE_URL='$(DATABASE_URL)' NOVANET_MIGRATE_DATABASE_URL='$(MIGRATE_DATABASE_URL)' \
 		$(BIN)/network-manager serve --migrate --log-format console
 
 # Allocation and network creation against pgbench and a bulk INSERT; then

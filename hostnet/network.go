@@ -134,7 +134,7 @@ func ParseNetwork(n rpc.HostNetwork) (Network, error) {
 	seenMAC := map[string]bool{}
 	seenIP := map[netip.Addr]bool{}
 	for _, h := range n.DHCPHosts {
-		host, err := ParseDHCPHost(h)
+		host, err := parseDHCPHost(h)
 		if err != nil {
 			return bad("%v", err)
 		}
@@ -214,10 +214,10 @@ func ParseAddr(what, s string) (netip.Addr, error) {
 	return a, nil
 }
 
-// ParseDHCPHost checks one reservation: the MAC in colon form
+// parseDHCPHost checks one reservation: the MAC in colon form
 // (aa:bb:cc:dd:ee:ff, 6 bytes), an IPv4 address, and an optional hostname
 // (one DNS label). Errors name the value.
-func ParseDHCPHost(h rpc.DHCPHost) (dnsmasq.Host, error) {
+func parseDHCPHost(h rpc.DHCPHost) (dnsmasq.Host, error) {
 	if !macRe.MatchString(h.MAC) {
 		return dnsmasq.Host{}, fmt.Errorf("dhcp host %q: mac: want six colon-separated hex bytes", h.MAC)
 	}

@@ -625,10 +625,16 @@ func (m *Manager) AddFixedIPToInstance(ctx context.Context, req rpc.AddFixedIPRe
 		return rpc.NetworkInfo{}, err
 	}
 	var (
-		info    rpc.NetworkInfo
-		targets []hostTarget
+		info     rpc.NetworkInfo
+		targets  []hostTarget
+		replayed bool
 	)
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		// A retry with the request id of an add that committed gets its
+		// reply (requests.go), not a conflict with its own interface.
+		if replayed, err = m.claimTx(ctx, tx, &info); replayed || err != nil {
+			return err
+		}
 		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
 			return err
 		}
@@ -671,10 +677,12 @@ func (m *Manager) AddFixedIPToInstance(ctx context.Context, req rpc.AddFixedIPRe
 		if targets, err = assignHostsAndTargets(ctx, tx, []int64{id}, req.Host, inst); err != nil {
 			return err
 		}
-		info, err = instanceNWInfo(ctx, tx, inst)
-		return err
+		if info, err = instanceNWInfo(ctx, tx, inst); err != nil {
+			return err
+		}
+		return storeTx(ctx, tx, info)
 	})
-	if err == nil {
+	if err == nil && !replayed {
 		m.notify(rpc.HostMethodSetup, targets)
 	}
 	return info, err
@@ -692,10 +700,16 @@ func (m *Manager) RemoveFixedIPFromInstance(ctx context.Context, instance, addre
 		return rpc.NetworkInfo{}, err
 	}
 	var (
-		info    rpc.NetworkInfo
-		targets []hostTarget
+		info     rpc.NetworkInfo
+		targets  []hostTarget
+		replayed bool
 	)
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		// A retry with the request id of a remove that committed gets its
+		// reply (requests.go), not not_found.
+		if replayed, err = m.claimTx(ctx, tx, &info); replayed || err != nil {
+			return err
+		}
 		if err := lockKey(ctx, tx, lockInstance, inst); err != nil {
 			return err
 		}
@@ -721,11 +735,13 @@ func (m *Manager) RemoveFixedIPFromInstance(ctx context.Context, instance, addre
 		if info, err = instanceNWInfo(ctx, tx, inst); err != nil {
 			return err
 		}
-		targets, err = instanceTargets(ctx, tx, inst)
+		if targets, err = instanceTargets(ctx, tx, inst); err != nil {
+			return err
+		}
 		targets = append(targets, floating...)
-		return err
+		return storeTx(ctx, tx, info)
 	})
-	if err == nil {
+	if err == nil && !replayed {
 		m.notify(rpc.HostMethodRefresh, targets)
 	}
 	return info, err

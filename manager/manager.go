@@ -89,10 +89,6 @@ type Manager struct {
 	sem    chan struct{} // one per running request
 	queued chan struct{} // one per request waiting for a worker
 	wg     sync.WaitGroup
-	// held runs the transactions that hold a request id while its method
-	// runs (requests.go); its own pool, so that they never wait for a
-	// connection that their method needs.
-	held *pgxpool.Pool
 }
 
 // New returns a Manager. reg receives its Prometheus metrics (nil: none).
@@ -213,12 +209,6 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("add micro service: %w", err)
 	}
-	held, err := pgxpool.NewWithConfig(ctx, m.pool.Config())
-	if err != nil {
-		_ = svc.Stop()
-		return nil, fmt.Errorf("request id pool: %w", err)
-	}
-	m.held = held
 	m.nc = nc
 	m.notifyCtx, m.cancelNotify = context.WithCancel(context.WithoutCancel(ctx))
 	g := svc.AddGroup(rpc.ManagerPrefix)
@@ -258,7 +248,6 @@ func (s *Service) Stop() error {
 	err := s.svc.Stop()
 	s.m.cancelNotify()
 	s.m.wg.Wait()
-	s.m.held.Close()
 	return err
 }
 
@@ -331,13 +320,8 @@ func (m *Manager) handle(ctx context.Context, method string, h handlerFunc, hdr 
 	}
 	rctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	if id != "" {
-		switch requestIDs[method] {
-		case idInTx:
-			rctx = withRequestKey(rctx, method, id, data)
-		case idHeld:
-			return m.once(rctx, method, id, data, h)
-		}
+	if id != "" && requestIDs[method] {
+		rctx = withRequestKey(rctx, method, id, data)
 	}
 	res, err := h(rctx, data)
 	if err != nil {

@@ -124,8 +124,16 @@ func (m *Manager) CreateNetworks(ctx context.Context, req rpc.CreateNetworksRequ
 	enableDHCP := req.EnableDHCP == nil || *req.EnableDHCP
 
 	start := time.Now()
-	var created []rpc.Network
+	var (
+		created  rpc.NetworksReply
+		replayed bool
+	)
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		// A retry with the request id of a create that committed gets its
+		// reply (requests.go), not a conflict with its own networks.
+		if replayed, err = m.claimTx(ctx, tx, &created); replayed || err != nil {
+			return err
+		}
 		// Creates are rare: serialise them so the checks below see every
 		// committed network. Reads are not blocked.
 		if _, err := tx.Exec(ctx, "LOCK TABLE networks IN SHARE ROW EXCLUSIVE MODE"); err != nil {
@@ -143,11 +151,13 @@ func (m *Manager) CreateNetworks(ctx context.Context, req rpc.CreateNetworksRequ
 		}
 		// The reply is read in the transaction: once it commits, the
 		// caller hears of success, never of a read that failed after.
-		created, err = m.listNetworks(ctx, tx, "WHERE n.id = ANY($1)", ids)
-		return err
+		if created.Networks, err = m.listNetworks(ctx, tx, "WHERE n.id = ANY($1)", ids); err != nil {
+			return err
+		}
+		return storeTx(ctx, tx, created)
 	})
-	if err != nil {
-		return nil, err
+	if err != nil || replayed {
+		return created.Networks, err
 	}
 	total := 0
 	for _, n := range nets {
@@ -156,7 +166,7 @@ func (m *Manager) CreateNetworks(ctx context.Context, req rpc.CreateNetworksRequ
 	m.log.Info("networks created", zap.Int("networks", len(nets)), zap.Int("addresses", total),
 		zap.String("first", nets[0].CIDR.String()), zap.Duration("took", time.Since(start)))
 	m.analyze(ctx, "networks", "fixed_ips", "network_counts")
-	return created, nil
+	return created.Networks, nil
 }
 
 // analyzeTimeout bounds the ANALYZE after a bulk write.
@@ -474,8 +484,15 @@ const maxListedInUse = 10
 // address is held by an instance, allocated or leased, or a virtual
 // interface is on it.
 func (m *Manager) DeleteNetwork(ctx context.Context, ref string) (rpc.Network, error) {
-	var deleted rpc.Network
+	var (
+		deleted  rpc.Network
+		replayed bool
+	)
 	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		var err error
+		if replayed, err = m.claimTx(ctx, tx, &deleted); replayed || err != nil {
+			return err
+		}
 		id, err := resolveNetwork(ctx, tx, ref)
 		if err != nil {
 			return err
@@ -543,10 +560,10 @@ func (m *Manager) DeleteNetwork(ctx context.Context, ref string) (rpc.Network, e
 			return rpc.Errorf(rpc.CodeInUse, "network %s (%s) got %d virtual interfaces while being deleted; deallocate their instances first",
 				deleted.Label, deleted.CIDR, vifs)
 		}
-		return nil
+		return storeTx(ctx, tx, deleted)
 	})
-	if err != nil {
-		return rpc.Network{}, err
+	if err != nil || replayed {
+		return deleted, err
 	}
 	m.log.Info("network deleted", zap.String("uuid", deleted.UUID), zap.String("cidr", deleted.CIDR))
 	if deleted.Host != "" {

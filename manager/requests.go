@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -14,46 +13,28 @@ import (
 	"novanet/rpc"
 )
 
-// Request ids (the Novanet-Request-Id header) make retries of methods that
-// are not idempotent by nature safe: the first request with an id runs,
-// and its reply is stored under (method, id) in rpc_requests; a request
-// with the same method and id gets that reply and changes nothing. Two
-// ways, by method:
+// Request ids (the Novanet-Request-Id header) make retries of the methods
+// that are not idempotent by nature safe: the first request with an id
+// runs and stores its reply under (method, id) in rpc_requests, in the
+// transaction that makes its change (claimTx first, storeTx last); a
+// request with the same method and id gets that reply and changes
+// nothing. A duplicate that comes while the first is still running waits
+// for it on the table's unique index: if the first commits, the duplicate
+// reads its reply; if it fails, nothing was stored and the duplicate runs.
 //
-//   - idInTx: the method stores the reply in its own transaction (claimTx
-//     and storeTx), atomically with the change it answers for.
-//   - idHeld: the dispatcher holds the id in a transaction of its own (on
-//     the held pool) while the method runs in its transactions, and stores
-//     the reply right after the method returns. A replica that dies between
-//     the method's commit and that store has the id forgotten, so the retry
-//     runs again; the gap is one round trip.
-//
-// Either way a duplicate that comes while the first is still running waits
-// for it (PostgreSQL's unique index does the waiting): if the first fails,
-// nothing is stored and the duplicate runs itself.
-//
-// Methods that are idempotent by nature need no id: they are keyed by
-// what they change (allocate_for_instance by the instance, lease and
-// release by the address, associate by the pair, quota_set by the
-// project), or a repeat finds nothing left to do (deallocate_for_instance,
-// deallocate and disassociate of a floating IP).
-type idMode int
-
-const (
-	idIgnored idMode = iota
-	idInTx
-	idHeld
-)
-
-var requestIDs = map[string]idMode{
-	rpc.MethodAllocateFloatingIP: idInTx,
-	rpc.MethodCreateFloatingIPs:  idInTx,
-	rpc.MethodDeleteFloatingIPs:  idInTx,
-
-	rpc.MethodCreateNetworks:            idHeld,
-	rpc.MethodDeleteNetwork:             idHeld,
-	rpc.MethodAddFixedIPToInstance:      idHeld,
-	rpc.MethodRemoveFixedIPFromInstance: idHeld,
+// The other methods need no id: they are keyed by what they change
+// (allocate_for_instance by the instance, lease and release by the
+// address, associate by the pair, quota_set by the project), or a repeat
+// finds nothing left to do (deallocate_for_instance, deallocate and
+// disassociate of a floating IP), or they only read.
+var requestIDs = map[string]bool{
+	rpc.MethodAllocateFloatingIP:        true,
+	rpc.MethodCreateFloatingIPs:         true,
+	rpc.MethodDeleteFloatingIPs:         true,
+	rpc.MethodCreateNetworks:            true,
+	rpc.MethodDeleteNetwork:             true,
+	rpc.MethodAddFixedIPToInstance:      true,
+	rpc.MethodRemoveFixedIPFromInstance: true,
 }
 
 type requestKey struct {
@@ -98,8 +79,7 @@ func store(ctx context.Context, tx pgx.Tx, k requestKey, reply []byte) error {
 	return err
 }
 
-// claimTx is claim for a method in its own transaction (idInTx), with the
-// request key the dispatcher put in ctx. With no key (no request id, or a
+// claimTx is claim in the method's transaction, with the request key the dispatcher put in ctx. With no key (no request id, or a
 // direct call) it returns false. With a stored reply it decodes it into
 // reply and returns true: the method returns that and does nothing else.
 func (m *Manager) claimTx(ctx context.Context, tx pgx.Tx, reply any) (bool, error) {
@@ -130,47 +110,6 @@ func storeTx(ctx context.Context, tx pgx.Tx, reply any) error {
 		return err
 	}
 	return store(ctx, tx, k, b)
-}
-
-// once runs an idHeld method for a request with an id.
-func (m *Manager) once(ctx context.Context, method, id string, data []byte, h handlerFunc) ([]byte, error) {
-	k := requestKey{method: method, id: id, sum: sha256.Sum256(data)}
-	tx, err := m.held.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		// Also after ctx ends: a rollback that cannot be sent ends with
-		// the connection, which ends the transaction too.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = tx.Rollback(rctx)
-		cancel()
-	}()
-	if b, err := claim(ctx, tx, k); err != nil || b != nil {
-		if b != nil {
-			m.metrics.replays.WithLabelValues(method).Inc()
-			m.log.Info("request id seen before: stored reply", zap.String("method", method), zap.String("request_id", id))
-		}
-		return b, err
-	}
-	res, err := h(ctx, data)
-	if err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(res)
-	if err != nil {
-		return nil, err
-	}
-	// The change is made: whatever happens to the store, the caller gets
-	// the reply. Without the store a retry runs again.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := store(sctx, tx, k, b); err != nil {
-		m.log.Warn("request id not stored", zap.String("method", method), zap.String("request_id", id), zap.Error(err))
-	} else if err := tx.Commit(sctx); err != nil {
-		m.log.Warn("request id not stored", zap.String("method", method), zap.String("request_id", id), zap.Error(err))
-	}
-	return b, nil
 }
 
 // SweepRequestIDs deletes stored replies older than RequestIDWindow and

@@ -317,10 +317,11 @@ func TestPostgresRestart(t *testing.T) {
 	}
 }
 
-// TestHeldRequestIDs: create_networks and remove_fixed_ip_from_instance,
-// which would answer conflict and not_found when repeated, answer a retry
-// with the same request id with the first reply.
-func TestHeldRequestIDs(t *testing.T) {
+// TestRequestIDsOtherMethods: create_networks, add_fixed_ip_to_instance,
+// remove_fixed_ip_from_instance and delete_network, which would answer
+// conflict or not_found when repeated, answer a retry with the same
+// request id with the first reply.
+func TestRequestIDsOtherMethods(t *testing.T) {
 	env := testenv.Start(t, manager.ModeFlatDHCP)
 	nc := env.Connect(t)
 	call := func(method, id, body string) (string, string) {
@@ -343,8 +344,24 @@ func TestHeldRequestIDs(t *testing.T) {
 	if code, r := call(rpc.MethodCreateNetworks, "net-2", create); code != "409" {
 		t.Fatalf("create with a new id: %s %s, want conflict", code, r)
 	}
+	var nets rpc.NetworksReply
+	if err := json.Unmarshal([]byte(r1), &nets); err != nil || len(nets.Networks) != 2 {
+		t.Fatalf("create reply %s: %v", r1, err)
+	}
 	inst := uuid.NewString()
-	info := allocate(t, env, inst, "p1")
+	add := `{"instance_uuid":"` + inst + `","network":"` + nets.Networks[1].CIDR + `"}`
+	code1, r1 = call(rpc.MethodAddFixedIPToInstance, "add-1", add)
+	code2, r2 = call(rpc.MethodAddFixedIPToInstance, "add-1", add)
+	if code1 != "" || code2 != "" || r1 != r2 {
+		t.Fatalf("add %s %s, retry %s %s: want the same success", code1, r1, code2, r2)
+	}
+	if code, r := call(rpc.MethodAddFixedIPToInstance, "add-2", add); code != "409" {
+		t.Fatalf("add with a new id: %s %s, want conflict", code, r)
+	}
+	var info rpc.NetworkInfo
+	if err := json.Unmarshal([]byte(r1), &info); err != nil || len(info.VIFs) != 1 {
+		t.Fatalf("add reply %s: %v", r1, err)
+	}
 	remove := `{"instance_uuid":"` + inst + `","address":"` + info.VIFs[0].FixedIPs[0].Address + `"}`
 	code1, r1 = call(rpc.MethodRemoveFixedIPFromInstance, "rm-1", remove)
 	code2, r2 = call(rpc.MethodRemoveFixedIPFromInstance, "rm-1", remove)
@@ -354,9 +371,18 @@ func TestHeldRequestIDs(t *testing.T) {
 	if code, r := call(rpc.MethodRemoveFixedIPFromInstance, "rm-2", remove); code != "404" {
 		t.Fatalf("remove with a new id: %s %s, want not_found", code, r)
 	}
+	del := `{"network":"` + nets.Networks[0].UUID + `"}`
+	code1, r1 = call(rpc.MethodDeleteNetwork, "del-1", del)
+	code2, r2 = call(rpc.MethodDeleteNetwork, "del-1", del)
+	if code1 != "" || code2 != "" || r1 != r2 {
+		t.Fatalf("delete %s %s, retry %s %s: want the same success", code1, r1, code2, r2)
+	}
+	if code, r := call(rpc.MethodDeleteNetwork, "del-2", del); code != "404" {
+		t.Fatalf("delete with a new id: %s %s, want not_found", code, r)
+	}
 	var n int
-	if err := env.Pool.QueryRow(ctx, "SELECT count(*) FROM rpc_requests").Scan(&n); err != nil || n != 2 {
-		t.Fatalf("%d stored replies (%v), want 2: failed requests store none", n, err)
+	if err := env.Pool.QueryRow(ctx, "SELECT count(*) FROM rpc_requests").Scan(&n); err != nil || n != 4 {
+		t.Fatalf("%d stored replies (%v), want 4: failed requests store none", n, err)
 	}
 	// Past the window (24 hours) they are forgotten.
 	if n, err := env.Manager.SweepRequestIDs(ctx); err != nil || n != 0 {
@@ -367,5 +393,41 @@ func TestHeldRequestIDs(t *testing.T) {
 	}
 	if n, err := env.Manager.SweepRequestIDs(ctx); err != nil || n != 1 {
 		t.Fatalf("sweep: %d, %v; want 1", n, err)
+	}
+}
+
+// TestLateAllocateDoesNotUndoDeallocate: the caller's allocate waited in a
+// busy replica's queue past its deadline; the caller went on and the
+// instance was deallocated on another replica. The late allocate must not
+// run then, which would leave a deallocated instance holding an address.
+func TestLateAllocateDoesNotUndoDeallocate(t *testing.T) {
+	env := testenv.StartConfig(t, manager.Config{Mode: manager.ModeFlatDHCP, Workers: 1})
+	create(t, env, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/24", NumNetworks: 1, NetworkSize: 16})
+	createFloating(t, env, "nova", "203.0.113.0/24")
+	inst := uuid.NewString()
+
+	release := holdQuotas(t, env)
+	busy := send(t, env, rpc.MethodAllocateFloatingIP, "", time.Time{}, `{"project_id":"p0"}`)
+	waitLockWaiters(t, env, 1) // the replica's only worker is busy
+	deadline := time.Now().Add(300 * time.Millisecond)
+	late := send(t, env, rpc.MethodAllocateForInstance, "alloc-1", deadline,
+		`{"instance_uuid":"`+inst+`","project_id":"p1","host":"compute-1"}`)
+	time.Sleep(time.Until(deadline) + 10*time.Millisecond) // the caller gives up
+	other := env.AddManager(t, "0.1.1")
+	if err := other.DeallocateForInstance(ctx, inst); err != nil {
+		t.Fatalf("deallocate on the other replica: %v", err)
+	}
+	release()
+	receive(t, "busy", busy)
+	if r := receive(t, "late allocate", late); r.err == nil || r.err.Code != rpc.CodeUnavailable {
+		t.Fatalf("late allocate: %v, want unavailable (not run)", r.err)
+	}
+	var vifs, held int
+	if err := env.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM virtual_interfaces WHERE instance_uuid = $1),
+		(SELECT count(*) FROM fixed_ips WHERE instance_uuid = $1)`, inst).Scan(&vifs, &held); err != nil {
+		t.Fatal(err)
+	}
+	if vifs != 0 || held != 0 {
+		t.Fatalf("after deallocate, the instance has %d interfaces and %d fixed IPs", vifs, held)
 	}
 }

@@ -3,6 +3,7 @@ package rpc
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -143,4 +144,31 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestAsErrorAndErrorMsg(t *testing.T) {
+	errBridge := errors.New("no bridge")
+	classes := []Class{{Err: errBridge, Code: CodeConflict}}
+	if e := AsError(fmt.Errorf("x: %w", Errorf(CodeUnavailable, "db down")), classes...); e == nil || e.Code != CodeUnavailable || e.Message != "db down" {
+		t.Errorf("AsError of a wrapped *Error = %+v, want it as it is", e)
+	}
+	joined := errors.Join(errors.New("boom"), fmt.Errorf("network 1: %w", errBridge))
+	e := AsError(joined, classes...)
+	if e == nil || e.Code != CodeConflict || e.Message != joined.Error() {
+		t.Errorf("AsError of a joined error = %+v, want conflict with the whole text", e)
+	}
+	if e := AsError(errors.New("boom"), classes...); e != nil {
+		t.Errorf("AsError of an unclassified error = %+v, want nil", e)
+	}
+	msg := ErrorMsg("_INBOX.1", e)
+	if msg.Subject != "_INBOX.1" || msg.Header.Get(HeaderErrorCode) != "409" {
+		t.Errorf("ErrorMsg subject %q code header %q", msg.Subject, msg.Header.Get(HeaderErrorCode))
+	}
+	if got, want := msg.Header.Get(HeaderError), "boom network 1: no bridge"; got != want {
+		t.Errorf("error header %q, want %q (one line)", got, want)
+	}
+	var back Error
+	if err := json.Unmarshal(msg.Data, &back); err != nil || back != *e {
+		t.Errorf("body %s (%v), want %+v", msg.Data, err, *e)
+	}
 }

@@ -135,6 +135,11 @@ func newRoot(a *app, getenv func(string) string) *cobra.Command {
 It never touches the database: every command is an RPC to the manager, so it
 works from any machine that can reach the NATS servers.
 
+It connects as an operator identity (docs/security.md): --nats-nkey or
+--nats-creds, else the operator seed that the embedded server of "make run"
+made for this user, ~/.config/novanet/nats/operator.admin.nk, when it
+exists.
+
 Exit status: 0 on success, 1 when the manager refuses or fails the request,
 2 for a bad command line.`,
 		SilenceUsage:  true,

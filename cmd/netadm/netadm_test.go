@@ -283,6 +283,11 @@ func TestNoManager(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "connect to NATS at nats://127.0.0.1:1") {
 		t.Errorf("no NATS: %d %q", code, errs)
 	}
+	// A password in the URL is not printed.
+	code, _, errs = netadm(t, env, "network", "list", "--nats-url", "nats://alice:s3cret@127.0.0.1:1", "--timeout", "2s")
+	if code != 1 || !strings.Contains(errs, "connect to NATS at nats://alice:xxxxx@127.0.0.1:1") || strings.Contains(errs, "s3cret") {
+		t.Errorf("no NATS, with a password: %d %q", code, errs)
+	}
 	if code, _, errs := netadm(t, env, "network", "list", "-o", "yaml"); code != 2 || !strings.Contains(errs, `output "yaml"`) {
 		t.Errorf("bad output: %d %q", code, errs)
 	}

@@ -51,6 +51,8 @@ type readyFunc func(httpAddr net.Addr, natsURL string)
 
 type options struct {
 	databaseURL   string
+	migrateURL    string // owner role's URL for migrations; empty: databaseURL
+	runtimeRole   string
 	natsURL       string
 	nats          natsconn.Options
 	embeddedNATS  string
@@ -96,6 +98,14 @@ NATS as the micro service "novanet-manager" on subjects novanet.manager.*.
 Several replicas may run at once against one database: they share a NATS
 queue group, so each request reaches one of them.
 
+Two database roles keep a compromised manager from changing the schema:
+serve connects with --database-url, a role that may only read and write
+rows; migrate (and serve --migrate) with --migrate-database-url, the role
+that owns the schema, and "migrate up" then grants the runtime role
+(--runtime-role, by default --database-url's user) exactly SELECT, INSERT,
+UPDATE and DELETE on every table. Use sslmode=verify-full and sslrootcert
+in both URLs where the network to the database is not trusted.
+
 Every flag can also be set from the environment: --database-url from
 NOVANET_DATABASE_URL, --nats-url from NOVANET_NATS_URL, and so on.`,
 		Version:       version,
@@ -106,7 +116,12 @@ NOVANET_DATABASE_URL, --nats-url from NOVANET_NATS_URL, and so on.`,
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL, e.g. postgres://novanet@localhost/novanet (required)")
+	pf.StringVar(&o.databaseURL, "database-url", "",
+		"PostgreSQL URL the manager serves with, e.g. postgres://novanet_app@db/novanet?sslmode=verify-full (required)")
+	pf.StringVar(&o.migrateURL, "migrate-database-url", "",
+		"PostgreSQL URL of the role that owns the schema, for migrate and serve --migrate (default --database-url)")
+	pf.StringVar(&o.runtimeRole, "runtime-role", "",
+		"role that migrate up grants DML on every table to (default: --database-url's user, when --migrate-database-url names another)")
 	pf.StringVar(&o.credsDir, "creds-dir", "",
 		"NATS identities: the embedded server's own (made at its first start) and those \"creds\" issues (default: novanet/nats in the user's configuration directory, ~/.config)")
 	pf.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -127,11 +142,14 @@ another's node dies. On SIGINT or SIGTERM it stops taking requests,
 finishes those under way and exits.
 
 The database schema must be current: run "network-manager migrate up" first,
-or pass --migrate to apply pending migrations at start (safe with several
-replicas: migrations take a database lock).
+or pass --migrate to apply pending migrations, and the runtime role's
+grants, at start (safe with several replicas: migrations take a database
+lock).
 
 HTTP on --http-listen: /healthz (the process is up), /readyz (database and
-NATS reachable) and /metrics (Prometheus).`,
+NATS reachable; the reason when not, never the database's error, which is
+logged) and /metrics (Prometheus). They have no authentication: keep them
+on loopback, or behind a proxy or firewall that lets only monitoring in.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serveCmd(cmd.Context(), o, cmd.ErrOrStderr(), ready)
@@ -176,10 +194,20 @@ NATS reachable) and /metrics (Prometheus).`,
 	migrate.AddCommand(&cobra.Command{
 		Use:   "up",
 		Short: "Apply every pending migration (a current schema is not an error)",
-		Args:  cobra.NoArgs,
+		Long: `Apply every pending migration, as --migrate-database-url's role (the
+owner of the schema; --database-url's without it). A current schema is not
+an error.
+
+With a runtime role (--runtime-role, or --database-url's user when it is not
+the migrating one) it then grants that role exactly USAGE on the schema,
+SELECT, INSERT, UPDATE and DELETE on every table (SELECT only on
+schema_migrations) and USAGE on the sequences, revoking anything else it had
+on them. The role must exist, and may not be the migrating role, a member of
+it, or a superuser.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withPool(cmd.Context(), o, func(pool *pgxpool.Pool) error {
-				if err := migrations.Up(cmd.Context(), pool); err != nil {
+			return withMigratePool(cmd.Context(), o, func(pool *pgxpool.Pool) error {
+				if err := migrateUp(cmd.Context(), pool, o, func(msg string) { fmt.Fprintln(cmd.OutOrStdout(), msg) }); err != nil {
 					return err
 				}
 				return printVersion(cmd, pool)
@@ -198,7 +226,7 @@ NATS reachable) and /metrics (Prometheus).`,
 				}
 				steps = n
 			}
-			return withPool(cmd.Context(), o, func(pool *pgxpool.Pool) error {
+			return withMigratePool(cmd.Context(), o, func(pool *pgxpool.Pool) error {
 				if err := migrations.Down(cmd.Context(), pool, steps); err != nil {
 					return err
 				}
@@ -210,7 +238,7 @@ NATS reachable) and /metrics (Prometheus).`,
 		Short: "Show the schema version of the database and of this binary",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withPool(cmd.Context(), o, func(pool *pgxpool.Pool) error { return printVersion(cmd, pool) })
+			return withMigratePool(cmd.Context(), o, func(pool *pgxpool.Pool) error { return printVersion(cmd, pool) })
 		},
 	})
 	envflags.Annotate(pf, envPrefix)
@@ -225,40 +253,6 @@ func printVersion(cmd *cobra.Command, pool *pgxpool.Pool) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "database schema version %d (dirty: %v); this binary's: %d\n", st.Version, st.Dirty, migrations.Version)
 	return nil
-}
-
-func openPool(ctx context.Context, o options) (*pgxpool.Pool, error) {
-	if o.databaseURL == "" {
-		return nil, errors.New("no database: set --database-url or NOVANET_DATABASE_URL")
-	}
-	cfg, err := pgxpool.ParseConfig(o.databaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("database url: %w", err)
-	}
-	if o.dbMaxConns > 0 {
-		cfg.MaxConns = int32(o.dbMaxConns)
-	}
-	manager.TunePool(cfg)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("database: %w", err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("database %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
-	}
-	return pool, nil
-}
-
-func withPool(ctx context.Context, o options, f func(*pgxpool.Pool) error) error {
-	pool, err := openPool(ctx, o)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	return f(pool)
 }
 
 func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
@@ -299,17 +293,20 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
+	if o.migrate {
+		err := withMigratePool(ctx, o, func(pool *pgxpool.Pool) error {
+			return migrateUp(ctx, pool, o, func(msg string) { log.Info(msg) })
+		})
+		if err != nil {
+			return err
+		}
+	}
 	pool, err := openPool(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-
-	if o.migrate {
-		if err := migrations.Up(ctx, pool); err != nil {
-			return err
-		}
-	}
+	warnIfOwner(ctx, pool, log)
 	st, err := migrations.Current(ctx, pool)
 	if err != nil {
 		return err

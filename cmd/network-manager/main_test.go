@@ -377,3 +377,14 @@ func TestCredsAddRevokeReloadsTheEmbeddedServer(t *testing.T) {
 		t.Errorf("second revoke: %d %q", code, errs)
 	}
 }
+
+// A password in --nats-url is masked in what serve prints.
+func TestServeMasksTheNATSPassword(t *testing.T) {
+	_, dbURL := pgtest.NewDB(t)
+	var errb bytes.Buffer
+	code := run(context.Background(), []string{"serve", "--nats-url", "nats://alice:s3cret@127.0.0.1:1", "--http-listen", ""},
+		io.Discard, &errb, env(map[string]string{"NOVANET_DATABASE_URL": dbURL}), nil)
+	if code != 1 || !strings.Contains(errb.String(), "connect to NATS at nats://alice:xxxxx@127.0.0.1:1") || strings.Contains(errb.String(), "s3cret") {
+		t.Errorf("exit %d: %s", code, errb.String())
+	}
+}

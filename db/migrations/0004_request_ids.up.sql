@@ -1,10 +1,8 @@
 -- Replies to requests that carried a request id (the Novanet-Request-Id
 -- header), so that a retry with the same id gets the same reply instead of
 -- doing the work twice. The row is written in the same transaction as the
--- change it answers for where the method allows (allocate_floating_ip and
--- the other floating range methods), else in a transaction that holds the
--- id while the method runs and commits right after it. Rows older than the
--- manager's --request-id-window are deleted by its sweeper.
+-- change it answers for. Rows older than the manager's --request-id-window
+-- are deleted by its sweeper.
 CREATE TABLE rpc_requests (
     method      text        NOT NULL,
     request_id  text        NOT NULL CHECK (octet_length(request_id) BETWEEN 1 AND 128),

@@ -32,7 +32,11 @@ func open(pool *pgxpool.Pool) (*migrate.Migrate, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("migration source: %w", err)
 	}
-	db := stdlib.OpenDBFromPool(pool)
+	// Connections of their own, not the pool's: when the driver fails to
+	// set up (the role may not create the version table, say), it keeps
+	// the connection it took, and a pool connection never given back would
+	// hang the pool's Close for ever.
+	db := stdlib.OpenDB(*pool.Config().ConnConfig)
 	drv, err := pgxmigrate.WithInstance(db, &pgxmigrate.Config{})
 	if err != nil {
 		db.Close()

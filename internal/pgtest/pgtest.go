@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,6 +47,8 @@ type Server struct {
 	dir      string
 	cred     *syscall.Credential
 	bin      string
+	tcpPort  int      // StartTCP's servers only
+	settings []string // postgres -c settings of StartTCP's servers
 }
 
 // Main runs the tests and stops the server this package started, if any.
@@ -219,12 +223,77 @@ func start() (*Server, error) {
 		// pg_virtualenv and friends: libpq environment.
 		return &Server{adminURL: "postgres:///postgres"}, nil
 	}
-	return startLocal()
+	return startLocal(localOptions{})
+}
+
+// Options are for a server of a test's own (StartTCP).
+type Options struct {
+	// TLSCertPEM and TLSKeyPEM, when both set, turn on ssl with this server
+	// certificate and key, and then only TLS connections are accepted over
+	// TCP.
+	TLSCertPEM, TLSKeyPEM []byte
+}
+
+// StartTCP starts a server of t's own that listens on 127.0.0.1, on a free
+// port, as well as on its Unix socket (AdminURL), with trust
+// authentication, and stops it when t ends. It is for tests of what only
+// TCP has, such as TLS; the shared server of NewDB listens on a Unix socket
+// only, and is faster to share. Like NewServer, it uses Debian's binaries
+// whatever the environment says.
+func StartTCP(t testing.TB, o Options) *Server {
+	t.Helper()
+	if (o.TLSCertPEM == nil) != (o.TLSKeyPEM == nil) {
+		t.Fatal("pgtest: TLS needs both a certificate and a key")
+	}
+	var (
+		s   *Server
+		err error
+	)
+	// The free port is picked before postgres binds it: should another
+	// process take it in between, try another.
+	for range 3 {
+		var port int
+		if port, err = freePort(); err != nil {
+			break
+		}
+		s, err = startLocal(localOptions{Options: o, tcpPort: port})
+		if !errors.Is(err, errPortTaken) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	if err := prepareTemplate(s.adminURL); err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	return s
+}
+
+// Port is the TCP port of a server from StartTCP (0 for the others).
+func (s *Server) Port() int { return s.tcpPort }
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+var errPortTaken = errors.New("port taken")
+
+type localOptions struct {
+	Options
+	tcpPort int // 0: Unix socket only
 }
 
 // startLocal runs initdb and postgres from Debian's packages in a temporary
-// directory, listening only on a Unix socket there.
-func startLocal() (*Server, error) {
+// directory, listening on a Unix socket there, and on 127.0.0.1 when
+// o.tcpPort is set.
+func startLocal(o localOptions) (*Server, error) {
 	bin, err := pgBinDir()
 	if err != nil {
 		return nil, err
@@ -256,11 +325,22 @@ func startLocal() (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w: %s", err, out)
 	}
+	port := socketPort
+	var settings []string
+	if o.tcpPort != 0 {
+		port = o.tcpPort
+		if settings, err = writeTCPConfig(dir, data, o.Options, cred); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
 	s := &Server{
-		adminURL: fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d", url.QueryEscape(dir), socketPort),
+		adminURL: fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d", url.QueryEscape(dir), port),
 		dir:      dir,
 		cred:     cred,
 		bin:      bin,
+		tcpPort:  o.tcpPort,
+		settings: settings,
 	}
 	if err := s.launch(); err != nil {
 		os.RemoveAll(dir)
@@ -269,15 +349,21 @@ func startLocal() (*Server, error) {
 	return s, nil
 }
 
-const socketPort = 5432 // only names the socket file in the server's directory
+// socketPort only names the socket file in the server's directory; a
+// server that listens on TCP too uses its TCP port for both.
+const socketPort = 5432
 
 // launch starts postgres on the server's data directory and waits until it
 // accepts connections.
 func (s *Server) launch() error {
-	pg := exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"), "-k", s.dir,
-		"-p", strconv.Itoa(socketPort), "-c", "listen_addresses=", "-c", "fsync=off",
+	port, listen := socketPort, ""
+	if s.tcpPort != 0 {
+		port, listen = s.tcpPort, "127.0.0.1"
+	}
+	pg := exec.Command(filepath.Join(s.bin, "postgres"), append([]string{"-D", filepath.Join(s.dir, "data"), "-k", s.dir,
+		"-p", strconv.Itoa(port), "-c", "listen_addresses=" + listen, "-c", "fsync=off",
 		"-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=300", "-c", "shared_buffers=128MB")
+		"-c", "max_connections=300", "-c", "shared_buffers=128MB"}, s.settings...)...)
 	pg.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
 	pg.Dir = s.dir
 	logf, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -305,6 +391,9 @@ func (s *Server) launch() error {
 		select {
 		case werr := <-exited:
 			log, _ := os.ReadFile(filepath.Join(s.dir, "postgres.log"))
+			if s.tcpPort != 0 && strings.Contains(string(log), "could not bind") {
+				return fmt.Errorf("%w: %d: %s", errPortTaken, s.tcpPort, log)
+			}
 			return fmt.Errorf("postgres exited: %v: %s", werr, log)
 		case <-time.After(50 * time.Millisecond): // poll interval, not a readiness guess
 		}
@@ -321,7 +410,7 @@ func (s *Server) launch() error {
 // is stopped when the test ends. NewDB on it gives databases.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
-	s, err := startLocal()
+	s, err := startLocal(localOptions{})
 	if err != nil {
 		t.Fatalf("postgres: %v", err)
 	}
@@ -384,4 +473,41 @@ func pgBinDir() (string, error) {
 		}
 	}
 	return "", errors.New("no PostgreSQL server binaries: install Debian's postgresql package")
+}
+
+// writeTCPConfig writes pg_hba.conf for a server that also listens on
+// 127.0.0.1: trust on the Unix socket and over TCP, TCP over TLS only when
+// o has a certificate, which it writes to dir for postgres to read. It
+// returns the extra postgres settings.
+func writeTCPConfig(dir, data string, o Options, cred *syscall.Credential) ([]string, error) {
+	hba := "local all all trust\nhost all all 127.0.0.1/32 trust\n"
+	var settings []string
+	if o.TLSCertPEM != nil {
+		hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n"
+		cert, key := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+		for _, f := range []struct {
+			path string
+			pem  []byte
+		}{{cert, o.TLSCertPEM}, {key, o.TLSKeyPEM}} {
+			// postgres refuses a key that others may read.
+			if err := os.WriteFile(f.path, f.pem, 0o600); err != nil {
+				return nil, err
+			}
+			if cred != nil {
+				if err := os.Chown(f.path, int(cred.Uid), int(cred.Gid)); err != nil {
+					return nil, err
+				}
+			}
+		}
+		settings = []string{"-c", "ssl=on", "-c", "ssl_cert_file=" + cert, "-c", "ssl_key_file=" + key}
+	}
+	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
+		return nil, err
+	}
+	if cred != nil {
+		if err := os.Chown(filepath.Join(data, "pg_hba.conf"), int(cred.Uid), int(cred.Gid)); err != nil {
+			return nil, err
+		}
+	}
+	return settings, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -303,5 +304,61 @@ func TestStatInNamespace(t *testing.T) {
 	}
 	if eth1, err := l.Stat(ctx, "eth1"); err != nil || eth1.Master != "" {
 		t.Errorf("eth1 after bridge delete = %+v, %v", eth1, err)
+	}
+}
+
+// The plain address verbs (floating IPs) and the address watch, through a
+// Manager of Open.
+func TestAddrsInNamespace(t *testing.T) {
+	ns := nstest.New(t)
+	ctx := t.Context()
+	m, err := link.Open(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ns.Run(t, "ip", "link", "add", "pub0", "type", "veth", "peer", "name", "pub0p")
+	events, err := m.WatchAddrs(ctx, "pub0", 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := netip.MustParsePrefix("203.0.113.7/32")
+	for range 2 { // the second add finds it there
+		if err := m.AddAddr(ctx, "pub0", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if as, err := m.Addrs(ctx, "pub0"); err != nil || !slices.Contains(as, p) {
+		t.Errorf("Addrs after AddAddr = %v, %v; want %s", as, err, p)
+	}
+	// Only p's events count (the kernel may add others of its own).
+	next := func() link.AddrEvent {
+		for ev := range events {
+			if ev.Prefix == p {
+				return ev
+			}
+		}
+		t.Fatal("address watch ended")
+		return link.AddrEvent{}
+	}
+	if ev := next(); ev != (link.AddrEvent{Dev: "pub0", Prefix: p, Added: true}) {
+		t.Errorf("first event %+v, want %s added", ev, p)
+	}
+	for range 2 { // the second delete finds it gone
+		if err := m.DelAddr(ctx, "pub0", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ev := next(); ev != (link.AddrEvent{Dev: "pub0", Prefix: p, Added: false}) {
+		t.Errorf("second event %+v, want %s removed", ev, p)
+	}
+	if as, err := m.Addrs(ctx, "pub0"); err != nil || slices.Contains(as, p) {
+		t.Errorf("Addrs after DelAddr = %v, %v", as, err)
+	}
+	if err := m.DelAddr(ctx, "gone0", p); err != nil {
+		t.Errorf("DelAddr on a missing link = %v, want nil", err)
+	}
+	if err := m.AddAddr(ctx, "gone0", p); !errors.Is(err, link.ErrNotFound) {
+		t.Errorf("AddAddr on a missing link = %v, want ErrNotFound", err)
 	}
 }
