@@ -80,6 +80,56 @@ type Agent struct {
 	desired map[int64]hostnet.Network
 	fips    []rpc.HostFloatingIP
 	synced  bool // a full convergence has succeeded since start
+
+	dhcpWatch    DHCPWatcher
+	dhcpInterval time.Duration
+}
+
+// DHCPWatcher tells whether a dnsmasq instance of ours died (started, not
+// stopped, no longer running). *hostnet.DHCPServers implements it.
+type DHCPWatcher interface {
+	Died(name string) bool
+}
+
+var _ DHCPWatcher = (*hostnet.DHCPServers)(nil)
+
+// WatchDHCP makes Run check every interval that the dnsmasq instances of
+// the networks set up here run, and converge at once the network of one
+// that died (which starts it again and reports it). Call before Run.
+func (a *Agent) WatchDHCP(w DHCPWatcher, interval time.Duration) {
+	a.dhcpWatch, a.dhcpInterval = w, interval
+}
+
+// dhcpRetry: a dnsmasq that died and could not be started again is tried
+// again after this long (and by every full convergence).
+const dhcpRetry = 10 * time.Second
+
+// reviveDHCP converges the network of every dnsmasq instance that died,
+// once per instance (networks sharing a bridge share one), at most every
+// dhcpRetry for one that keeps failing.
+func (a *Agent) reviveDHCP(ctx context.Context, tried map[string]time.Time) {
+	recs, err := a.store.list()
+	if err != nil {
+		a.log.Warn("dnsmasq watch", zap.Error(err))
+		return
+	}
+	seen := map[string]bool{}
+	for _, rec := range recs {
+		if rec.DHCP == "" || seen[rec.DHCP] {
+			continue
+		}
+		seen[rec.DHCP] = true
+		if time.Since(tried[rec.DHCP]) < dhcpRetry || !a.dhcpWatch.Died(rec.DHCP) {
+			continue
+		}
+		rep, err := a.ConvergeNetwork(ctx, rec.NetworkID)
+		a.logReport("dnsmasq died", rec.NetworkID, rep, err)
+		if err != nil {
+			tried[rec.DHCP] = time.Now()
+		} else {
+			delete(tried, rec.DHCP)
+		}
+	}
 }
 
 // New returns an agent. drv programs networks; host the firewall and
@@ -384,6 +434,13 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	defer heartbeat.Stop()
 	converge := time.NewTicker(a.cfg.ConvergeInterval)
 	defer converge.Stop()
+	var dhcpTick <-chan time.Time
+	if a.dhcpWatch != nil {
+		t := time.NewTicker(a.dhcpInterval)
+		defer t.Stop()
+		dhcpTick = t.C
+	}
+	dhcpTried := map[string]time.Time{}
 
 	registered := false
 	tryRegister := func() {
@@ -440,6 +497,10 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 		case <-converge.C:
 			if registered {
 				tryConverge("periodic")
+			}
+		case <-dhcpTick:
+			if registered {
+				a.reviveDHCP(ctx, dhcpTried)
 			}
 		case <-reconnected:
 			tryRegister()

@@ -71,6 +71,11 @@ func (h *KernelHost) Apply(ctx context.Context, nets []hostnet.Network, fips []r
 		h.last = nil
 		return nil, errors.Join(badIPs, fmt.Errorf("firewall: %w", err))
 	}
+	// Drift a resynchronizing Apply found in the kernel (a flushed chain,
+	// a deleted jump) is a change like any other.
+	if r := h.fw.TakeRepairs(); h.last != nil {
+		changes = append(changes, repairs(r)...)
+	}
 	if !reflect.DeepEqual(rs, h.last) {
 		if h.last != nil {
 			changes = append(changes, "firewall rules updated")
@@ -83,9 +88,29 @@ func (h *KernelHost) Apply(ctx context.Context, nets []hostnet.Network, fips []r
 	return append(changes, ch...), errors.Join(badIPs, err)
 }
 
-// Resync makes the next Apply rewrite every chain and re-check the jumps,
-// repairing rules changed behind our back. (Such a repair is not reported
-// as a change: the iptables manager does not read the rules back.)
+// Resync makes the next Apply read the firewall back from the kernel and
+// repair what changed behind our back (a flushed chain, a deleted jump, a
+// rule added to one of our chains); Apply reports the repair ("firewall:
+// restored 73 rules").
 func (h *KernelHost) Resync() { h.fw.Resync() }
+
+// repairs describes r as changes.
+func repairs(r iptables.Repairs) []string {
+	var out []string
+	if r.Restored > 0 {
+		out = append(out, fmt.Sprintf("firewall: restored %d %s", r.Restored, plural(r.Restored, "rule", "rules")))
+	}
+	if r.Removed > 0 {
+		out = append(out, fmt.Sprintf("firewall: removed %d %s not ours from our chains", r.Removed, plural(r.Removed, "rule", "rules")))
+	}
+	return out
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
 
 var _ Binder = (*floating.Binder)(nil)

@@ -361,6 +361,8 @@ func (b bridged) ensureDHCP(ctx context.Context, c dnsmasq.Config, hosts []dnsma
 		return []string{"dnsmasq " + c.Name + " started"}, nil
 	case dnsmasq.Restarted:
 		return []string{"dnsmasq " + c.Name + " restarted (config changed)"}, nil
+	case dnsmasq.Revived:
+		return []string{"dnsmasq " + c.Name + " restarted (it had died)"}, nil
 	case dnsmasq.Reloaded:
 		return []string{"dnsmasq " + c.Name + " reloaded (hosts changed)"}, nil
 	}

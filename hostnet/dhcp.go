@@ -137,26 +137,38 @@ func (d *DHCPServers) Ensure(ctx context.Context, c dnsmasq.Config, hosts []dnsm
 	return s.Ensure(ctx, hosts, nil)
 }
 
+// Died reports whether the dnsmasq instance name died: started by us,
+// not stopped, and no longer running (see dnsmasq.Server.Died).
+func (d *DHCPServers) Died(name string) bool {
+	s, err := d.server(name)
+	return err == nil && s.Died()
+}
+
+// server returns the instance name for Stop, Pid and Died, which only use
+// the files under its directory.
+func (d *DHCPServers) server(name string) (*dnsmasq.Server, error) {
+	if !ValidDHCPName(name) {
+		return nil, fmt.Errorf("dnsmasq %q: invalid name", name)
+	}
+	// The other fields just have to pass validation.
+	return dnsmasq.New(dnsmasq.Config{
+		Name: name, Interface: "lo", Dir: filepath.Join(d.dir, name), LeaseTime: DefaultDHCPLeaseTime,
+		Gateway: netip.MustParsePrefix("192.0.2.1/24"), RangeStart: netip.MustParseAddr("192.0.2.2"),
+	})
+}
+
 // Stop stops the instance name if it runs and removes its directory. It
 // reports whether there was anything to stop or remove.
 func (d *DHCPServers) Stop(ctx context.Context, name string) (bool, error) {
-	if !ValidDHCPName(name) {
-		return false, fmt.Errorf("dnsmasq %q: invalid name", name)
+	s, err := d.server(name)
+	if err != nil {
+		return false, err
 	}
 	dir := filepath.Join(d.dir, name)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	} else if err != nil {
 		return false, fmt.Errorf("dnsmasq %s: %w", name, err)
-	}
-	// Stop and Pid only use the files under Dir; the other fields just
-	// have to pass validation.
-	s, err := dnsmasq.New(dnsmasq.Config{
-		Name: name, Interface: "lo", Dir: dir, LeaseTime: DefaultDHCPLeaseTime,
-		Gateway: netip.MustParsePrefix("192.0.2.1/24"), RangeStart: netip.MustParseAddr("192.0.2.2"),
-	})
-	if err != nil {
-		return false, err
 	}
 	if err := s.Stop(ctx); err != nil {
 		return false, err

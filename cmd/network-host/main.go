@@ -323,24 +323,28 @@ func iptablesBackend(s string) (iptables.Backend, error) {
 }
 
 // newDriver builds the configured driver on real links and dnsmasq.
-func newDriver(cfg hostnet.Config, links *link.Manager) (hostnet.Driver, error) {
+func newDriver(cfg hostnet.Config, links *link.Manager) (hostnet.Driver, *hostnet.DHCPServers, error) {
 	switch cfg.Driver {
 	case hostnet.DriverFlat:
-		return flat.New(cfg, links)
+		drv, err := flat.New(cfg, links)
+		return drv, nil, err
 	case hostnet.DriverFlatDHCP, hostnet.DriverVLAN:
 		if err := os.MkdirAll(cfg.DHCPDir, 0o755); err != nil {
-			return nil, fmt.Errorf("--dhcp-dir: %w", err)
+			return nil, nil, fmt.Errorf("--dhcp-dir: %w", err)
 		}
 		dhcp, err := hostnet.NewDHCPServers(cfg.DHCPDir)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		var drv hostnet.Driver
 		if cfg.Driver == hostnet.DriverVLAN {
-			return vlan.New(cfg, links, dhcp)
+			drv, err = vlan.New(cfg, links, dhcp)
+		} else {
+			drv, err = flatdhcp.New(cfg, links, dhcp)
 		}
-		return flatdhcp.New(cfg, links, dhcp)
+		return drv, dhcp, err
 	}
-	return nil, fmt.Errorf("--driver %q: want flat, flatdhcp or vlan", cfg.Driver)
+	return nil, nil, fmt.Errorf("--driver %q: want flat, flatdhcp or vlan", cfg.Driver)
 }
 
 func serve(ctx context.Context, o options, stderr io.Writer) error {
@@ -369,7 +373,7 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 		return err
 	}
 	defer links.Close()
-	drv, err := newDriver(cfg, links)
+	drv, dhcp, err := newDriver(cfg, links)
 	if err != nil {
 		return err
 	}
@@ -399,6 +403,11 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 	}, log, client.New(nc, 30*time.Second), drv, agent.NewKernelHost(cfg, fw, fams, binder))
 	if err != nil {
 		return err
+	}
+	if dhcp != nil {
+		// A dnsmasq that dies is started again within a second or two,
+		// not at the next periodic convergence.
+		a.WatchDHCP(dhcp, time.Second)
 	}
 	if err := a.ServeEvents(ctx, o.eventSocket); err != nil {
 		return err

@@ -154,8 +154,14 @@ func TestDHCPServesReservationAndReloads(t *testing.T) {
 		_, err := srv2.Pid()
 		return errors.Is(err, dnsmasq.ErrNotRunning)
 	})
-	if act, err := srv2.Ensure(ctx, hosts, nil); err != nil || act != dnsmasq.Started {
-		t.Fatalf("Ensure after kill = %v, %v; want started", act, err)
+	if !srv2.Died() {
+		t.Error("Died() = false for a killed dnsmasq")
+	}
+	if act, err := srv2.Ensure(ctx, hosts, nil); err != nil || act != dnsmasq.Revived {
+		t.Fatalf("Ensure after kill = %v, %v; want revived", act, err)
+	}
+	if srv2.Died() {
+		t.Error("Died() = true for a dnsmasq started again")
 	}
 	if err := srv2.Stop(ctx); err != nil {
 		t.Fatal(err)

@@ -28,10 +28,11 @@ const (
 	Reloaded                // hosts or options rewritten and SIGHUP sent
 	Started                 // not running: started
 	Restarted               // config changed: stopped and started
+	Revived                 // had died (its pid file left, the process gone): started again
 )
 
 func (a Action) String() string {
-	return [...]string{"unchanged", "reloaded", "started", "restarted"}[a]
+	return [...]string{"unchanged", "reloaded", "started", "restarted", "revived"}[a]
 }
 
 // Server manages the dnsmasq of one network.
@@ -90,6 +91,8 @@ func (s *Server) Ensure(ctx context.Context, hosts []Host, opts []Option) (Actio
 	}
 	pid, err := s.Pid()
 	switch {
+	case errors.Is(err, ErrNotRunning) && s.Died():
+		return Revived, s.start(ctx)
 	case errors.Is(err, ErrNotRunning):
 		return Started, s.start(ctx)
 	case err != nil:
@@ -113,6 +116,17 @@ func (s *Server) Ensure(ctx context.Context, hosts []Host, opts []Option) (Actio
 // a dnsmasq started with our config file (a reused pid).
 func (s *Server) Pid() (int, error) {
 	return pidOf(s.paths.Pid, s.paths.Conf)
+}
+
+// Died reports whether our dnsmasq died: its pid file is there (Stop and
+// a restart remove it first) but names no running dnsmasq of ours.
+func (s *Server) Died() bool {
+	_, err := os.Stat(s.paths.Pid)
+	if err != nil {
+		return false
+	}
+	_, err = s.Pid()
+	return errors.Is(err, ErrNotRunning)
 }
 
 func pidOf(pidFile, conf string) (int, error) {

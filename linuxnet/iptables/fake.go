@@ -65,7 +65,8 @@ func (f *Fake) Restores() []Restore {
 }
 
 // Exec runs an iptables-style rule command against the fake, for tests that
-// add foreign rules: "-N chain", "-A chain args...", "-I chain args...".
+// add foreign rules or damage ours: "-N chain", "-A chain args...", "-I
+// chain args...", "-F chain", "-D chain args...".
 func (f *Fake) Exec(fam Family, t Table, args ...string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -86,6 +87,18 @@ func (f *Fake) Exec(fam Family, t Table, args ...string) error {
 			return fmt.Errorf("fake: no chain %s", args[1])
 		}
 		ft.chains[args[1]] = slices.Insert(ft.chains[args[1]], 0, strings.Join(args[2:], " "))
+	case "-F":
+		if _, ok := ft.chains[args[1]]; !ok {
+			return fmt.Errorf("fake: no chain %s", args[1])
+		}
+		ft.chains[args[1]] = nil
+	case "-D":
+		rule := strings.Join(args[2:], " ")
+		i := slices.Index(ft.chains[args[1]], rule)
+		if i < 0 {
+			return fmt.Errorf("fake: no rule %q in %s", rule, args[1])
+		}
+		ft.chains[args[1]] = slices.Delete(ft.chains[args[1]], i, i+1)
 	default:
 		return fmt.Errorf("fake: unsupported command %q", args[0])
 	}
@@ -245,6 +258,16 @@ func (f *Fake) listChains(ctx context.Context, fam Family, t Table) ([]string, e
 		out = append(out, c)
 	}
 	sort.Strings(out)
+	return out, nil
+}
+
+func (f *Fake) save(ctx context.Context, fam Family, t Table) (map[string][]string, error) {
+	ft := f.table(fam, t)
+	defer f.mu.Unlock()
+	out := make(map[string][]string, len(ft.chains))
+	for c, rules := range ft.chains {
+		out[c] = slices.Clone(rules)
+	}
 	return out, nil
 }
 

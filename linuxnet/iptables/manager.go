@@ -142,6 +142,17 @@ type Manager struct {
 	chains   map[tkey]map[string]*chainState // short name -> state
 	applied  map[tkey]map[string]string      // full name -> body as last written
 	synced   map[tkey]bool                   // jumps ensured and stale chains known
+	repairs  Repairs                         // drift found by read-backs, until TakeRepairs
+}
+
+// Repairs counts the drift a resynchronizing Apply found and repaired:
+// rules of ours that were no longer in the kernel (a flushed chain, a
+// deleted jump) and rules in our chains that we had not written. Only
+// chains the manager had written before count: the first Apply of a
+// process repairs silently.
+type Repairs struct {
+	Restored int
+	Removed  int
 }
 
 // New returns a Manager using the real iptables binaries.
@@ -477,6 +488,7 @@ func (m *Manager) Apply(ctx context.Context) error {
 func (m *Manager) applyFamily(ctx context.Context, fam Family) error {
 	var b strings.Builder
 	wants := map[Table]map[string]string{}
+	drift := map[Table]Repairs{}
 	for _, t := range tables {
 		k := tkey{fam, t}
 		want, err := m.desired(k)
@@ -486,18 +498,21 @@ func (m *Manager) applyFamily(ctx context.Context, fam Family) error {
 		wants[t] = want
 		have := m.applied[k]
 		if !m.synced[k] {
-			// Learn what exists: chains with our prefix that we no longer
-			// want are deleted; the rest are rewritten.
-			existing, err := m.run.listChains(ctx, fam, t)
+			// Read back what is in the kernel: chains with our prefix that
+			// we no longer want are deleted; the others are rewritten or
+			// patched where they differ from what we want, and the drift
+			// from what we last wrote is counted.
+			existing, err := m.run.save(ctx, fam, t)
 			if err != nil {
-				return fmt.Errorf("iptables: %s %s: %w", fam, t, err)
+				return fmt.Errorf("iptables: %s %s: read back: %w", fam, t, err)
 			}
 			have = map[string]string{}
-			for _, c := range existing {
+			for c, rules := range existing {
 				if strings.HasPrefix(c, m.binary+"-") {
-					have[c] = "\x00unknown"
+					have[c] = renderLines(c, rules)
 				}
 			}
+			drift[t] = countDrift(m.applied[k], have)
 		}
 		var deleted []string
 		for name := range have {
@@ -518,11 +533,18 @@ func (m *Manager) applyFamily(ctx context.Context, fam Family) error {
 	}
 	for _, t := range tables {
 		k := tkey{fam, t}
+		known := m.applied[k] != nil
 		m.applied[k] = wants[t]
 		if m.synced[k] {
 			continue
 		}
-		if err := m.ensureJumps(ctx, fam, t); err != nil {
+		m.repairs.Restored += drift[t].Restored
+		m.repairs.Removed += drift[t].Removed
+		added, err := m.ensureJumps(ctx, fam, t)
+		if known {
+			m.repairs.Restored += added
+		}
+		if err != nil {
 			return err
 		}
 		m.synced[k] = true
@@ -530,11 +552,60 @@ func (m *Manager) applyFamily(ctx context.Context, fam Family) error {
 	return nil
 }
 
-func (m *Manager) ensureJumps(ctx context.Context, fam Family, t Table) error {
+// renderLines renders rules (their arguments) as the body of chain.
+func renderLines(chain string, rules []string) string {
+	var b strings.Builder
+	for _, r := range rules {
+		b.WriteString("-A " + chain + " " + r + "\n")
+	}
+	return b.String()
+}
+
+// countDrift compares the chains as last written (nil: unknown) with the
+// chains read back: rules missing from the kernel are restored, rules we
+// did not write are removed.
+func countDrift(written, kernel map[string]string) Repairs {
+	var r Repairs
+	for name, body := range written {
+		want := lineCounts(body)
+		got := lineCounts(kernel[name])
+		for l, n := range want {
+			r.Restored += max(0, n-got[l])
+		}
+		for l, n := range got {
+			r.Removed += max(0, n-want[l])
+		}
+	}
+	return r
+}
+
+func lineCounts(body string) map[string]int {
+	out := map[string]int{}
+	for _, l := range strings.Split(body, "\n") {
+		if l != "" {
+			out[l]++
+		}
+	}
+	return out
+}
+
+// TakeRepairs returns the drift repaired by Applies since the last call,
+// and starts counting again.
+func (m *Manager) TakeRepairs() Repairs {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.repairs
+	m.repairs = Repairs{}
+	return r
+}
+
+// ensureJumps ensures the jump rules of t and returns how many it added.
+func (m *Manager) ensureJumps(ctx context.Context, fam Family, t Table) (int, error) {
 	shared := sharedChain(t)
 	if err := m.run.ensureChain(ctx, fam, t, shared); err != nil {
-		return fmt.Errorf("iptables: %s %s chain %s: %w", fam, t, shared, err)
+		return 0, fmt.Errorf("iptables: %s %s chain %s: %w", fam, t, shared, err)
 	}
+	added := 0
 	pos := map[string]int{}
 	for _, j := range m.jumps(t) {
 		chain := j.chain
@@ -545,7 +616,7 @@ func (m *Manager) ensureJumps(ctx context.Context, fam Family, t Table) error {
 		spec := []string{"-j", j.target}
 		ok, err := m.run.exists(ctx, fam, t, chain, spec)
 		if err != nil {
-			return fmt.Errorf("iptables: %s %s %s -j %s: %w", fam, t, chain, j.target, err)
+			return added, fmt.Errorf("iptables: %s %s %s -j %s: %w", fam, t, chain, j.target, err)
 		}
 		if ok {
 			continue
@@ -556,20 +627,22 @@ func (m *Manager) ensureJumps(ctx context.Context, fam Family, t Table) error {
 			err = m.run.insert(ctx, fam, t, chain, pos[chain], spec)
 		}
 		if err != nil {
-			return fmt.Errorf("iptables: %s %s %s -j %s: %w", fam, t, chain, j.target, err)
+			return added, fmt.Errorf("iptables: %s %s %s -j %s: %w", fam, t, chain, j.target, err)
 		}
+		added++
 	}
-	return nil
+	return added, nil
 }
 
-// Resync forgets what the manager believes is applied, so the next Apply
-// rewrites all our chains and re-ensures the jump rules (for example after
-// someone flushed the built-in chains).
+// Resync makes the next Apply read our chains back from the kernel
+// (iptables-save), rewrite or patch every chain that differs from what is
+// wanted, and re-ensure the jump rules (for example after someone flushed
+// a chain or the built-in chains). What it finds changed since the last
+// Apply is counted (TakeRepairs).
 func (m *Manager) Resync() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	clear(m.synced)
-	clear(m.applied)
 }
 
 // Teardown removes everything of ours: the jump rules, our rule in the

@@ -331,3 +331,58 @@ func TestSetRulesValidates(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A resync reads the chains back: a host that matches is not rewritten;
+// drift (a flushed chain, a deleted jump, a rule added to our chain) is
+// repaired and counted against what was last written.
+func TestResyncReadsBackAndCountsDrift(t *testing.T) {
+	m, f := newFake(t)
+	sampleRules(t, m)
+	if err := m.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := m.TakeRepairs(); r != (Repairs{}) {
+		t.Errorf("first apply counted %+v: nothing was written before", r)
+	}
+	want := f.Save(IPv4)
+	restores := len(f.Restores())
+	m.Resync()
+	if err := m.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.Restores()); n != restores {
+		t.Errorf("resync of a matching host wrote %d restores: %v", n-restores, f.Restores()[restores:])
+	}
+	if r := m.TakeRepairs(); r != (Repairs{}) {
+		t.Errorf("resync of a matching host counted %+v", r)
+	}
+
+	fwd := testBinary + "-FORWARD"
+	lost := strings.Count(want, "-A "+fwd+" ")
+	for _, cmd := range [][]string{{"-F", fwd}, {"-D", "INPUT", "-j", testBinary + "-INPUT"},
+		{"-A", testBinary + "-INPUT", "-s", "198.51.100.7/32", "-j", "ACCEPT"}} {
+		if err := f.Exec(IPv4, Filter, cmd...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Without a resync nothing is read back.
+	if err := m.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := m.TakeRepairs(); r != (Repairs{}) {
+		t.Errorf("apply without resync counted %+v", r)
+	}
+	m.Resync()
+	if err := m.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := m.TakeRepairs(); r != (Repairs{Restored: lost + 1, Removed: 1}) {
+		t.Errorf("repairs %+v, want %d restored (chain and jump), 1 removed", r, lost+1)
+	}
+	if r := m.TakeRepairs(); r != (Repairs{}) {
+		t.Errorf("TakeRepairs did not reset: %+v", r)
+	}
+	if d := cmp.Diff(want, f.Save(IPv4)); d != "" {
+		t.Errorf("after the repair (-want +got):\n%s", d)
+	}
+}

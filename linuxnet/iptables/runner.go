@@ -19,6 +19,9 @@ type runner interface {
 	// restore feeds input to iptables-restore --noflush for fam.
 	restore(ctx context.Context, fam Family, input []byte) error
 	listChains(ctx context.Context, fam Family, t Table) ([]string, error)
+	// save reads table t back (iptables-save -t): every chain, with its
+	// rules' arguments in order (what follows "-A <chain> ").
+	save(ctx context.Context, fam Family, t Table) (map[string][]string, error)
 	// listRules returns the rules of chain as "-A chain ..." lines.
 	listRules(ctx context.Context, fam Family, t Table, chain string) ([]string, error)
 	exists(ctx context.Context, fam Family, t Table, chain string, spec []string) (bool, error)
@@ -62,11 +65,12 @@ func (b Backend) Commands(fam Family) (iptables, restore string) {
 type execRunner struct {
 	netns      string
 	restoreCmd map[Family]string
+	saveCmd    map[Family]string
 	ipt        map[Family]*goipt.IPTables
 }
 
 func newExecRunner(b Backend, netns string, fams []Family) (*execRunner, error) {
-	r := &execRunner{netns: netns, restoreCmd: map[Family]string{}, ipt: map[Family]*goipt.IPTables{}}
+	r := &execRunner{netns: netns, restoreCmd: map[Family]string{}, saveCmd: map[Family]string{}, ipt: map[Family]*goipt.IPTables{}}
 	for _, f := range fams {
 		bin, rest := b.Commands(f)
 		path, err := exec.LookPath(rest)
@@ -74,6 +78,11 @@ func newExecRunner(b Backend, netns string, fams []Family) (*execRunner, error) 
 			return nil, fmt.Errorf("iptables: %s: %w", rest, err)
 		}
 		r.restoreCmd[f] = path
+		save := strings.TrimSuffix(rest, "-restore") + "-save"
+		if path, err = exec.LookPath(save); err != nil {
+			return nil, fmt.Errorf("iptables: %s: %w", save, err)
+		}
+		r.saveCmd[f] = path
 		proto := goipt.ProtocolIPv4
 		if f == IPv6 {
 			proto = goipt.ProtocolIPv6
@@ -105,6 +114,44 @@ func (r *execRunner) restore(ctx context.Context, fam Family, input []byte) erro
 		}
 		return nil
 	})
+}
+
+func (r *execRunner) save(ctx context.Context, fam Family, t Table) (map[string][]string, error) {
+	var out []byte
+	err := r.do(ctx, func() error {
+		cmd := exec.CommandContext(ctx, r.saveCmd[fam], "-t", string(t))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		var err error
+		if out, err = cmd.Output(); err != nil {
+			return fmt.Errorf("%s: %w: %s", r.saveCmd[fam], err, strings.TrimSpace(stderr.String()))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return parseSave(string(out)), nil
+}
+
+// parseSave returns the chains of one table of iptables-save output, each
+// with its rules' arguments.
+func parseSave(save string) map[string][]string {
+	chains := map[string][]string{}
+	for _, line := range strings.Split(save, "\n") {
+		switch {
+		case strings.HasPrefix(line, ":"):
+			if f := strings.Fields(line[1:]); len(f) > 0 {
+				if _, ok := chains[f[0]]; !ok {
+					chains[f[0]] = nil
+				}
+			}
+		case strings.HasPrefix(line, "-A "):
+			chain, rest, _ := strings.Cut(line[3:], " ")
+			chains[chain] = append(chains[chain], strings.TrimSpace(rest))
+		}
+	}
+	return chains
 }
 
 func (r *execRunner) listChains(ctx context.Context, fam Family, t Table) (out []string, err error) {
