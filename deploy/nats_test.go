@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,16 +10,18 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 
+	"novanet/internal/natsconn"
 	"novanet/internal/poll"
 	"novanet/internal/testcerts"
+	"novanet/natsauth"
+	"novanet/rpc"
 )
 
 // natsDir lays out what nats-server.conf expects in /etc/nats, in a
-// temporary directory: the configuration (its paths rewritten), the
-// node certificate, the CA, and an authorization file with one user.
-// It returns the configuration's path, the CA file and the user's seed.
+// temporary directory: the configuration (its paths rewritten), the node
+// certificate, the CA, and the authorization file. It returns the
+// configuration's path and the CA file.
 func natsDir(t *testing.T, authorization string) (conf, ca string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -59,26 +59,38 @@ func natsDir(t *testing.T, authorization string) (conf, ca string) {
 	return conf, filepath.Join(dir, "tls/ca.pem")
 }
 
-// standInAuthorization is one nkey user allowed everything, in place of
-// the generated file.
-func standInAuthorization(t *testing.T) (text string, seed []byte) {
+// identities issues a manager, an agent and a compute identity as
+// "network-manager creds add" does, and returns the generated
+// authorization block and the store that holds their seeds.
+func identities(t *testing.T) (string, natsauth.Store) {
 	t.Helper()
-	kp, err := nkeys.CreateUser()
+	st := natsauth.Store{Dir: t.TempDir()}
+	for _, id := range []struct {
+		kind natsauth.Kind
+		name string
+	}{{natsauth.KindManager, "m1"}, {natsauth.KindHost, "hv1"}, {natsauth.KindCompute, "nova"}} {
+		if _, err := st.Add(id.kind, id.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.WriteConfig(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(st.ConfigPath())
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := kp.PublicKey()
-	seed, _ = kp.Seed()
-	return fmt.Sprintf("authorization {\n  users = [ { nkey: %s } ]\n}\n", pub), seed
+	return string(b), st
 }
 
-// TestNATSClusterConfig parses deploy/nats/nats-server.conf with
+// TestNATSClusterConfig parses deploy/nats/nats-server.conf, with the
+// authorization block "network-manager creds" generates, with
 // nats-server's own parser, checks what the deployment relies on, and runs
 // it as three nodes on loopback (ports and routes moved there): they form
-// one cluster over TLS routes, refuse anonymous and plain-text clients,
-// and carry a message from one node to another.
+// one cluster over TLS routes, refuse anonymous and plain-text clients, and
+// carry requests between identities on different nodes.
 func TestNATSClusterConfig(t *testing.T) {
-	auth, seed := standInAuthorization(t)
+	auth, ids := identities(t)
 	conf, caFile := natsDir(t, auth)
 
 	// Node 1 runs on the example environment file, as nats-server.service
@@ -126,48 +138,57 @@ func TestNATSClusterConfig(t *testing.T) {
 		poll.Until(t, fmt.Sprintf("node %d routed over TLS to both others", i+1), func() bool { return s.NumRemotes() == 2 })
 	}
 
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	tlsOpt := nats.Secure(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
-	kp, err := nkeys.FromSeed(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	nkeyOpt := nats.Nkey(pub, kp.Sign)
-
-	if nc, err := nats.Connect(nodes[0].ClientURL(), tlsOpt, nats.NoReconnect()); err == nil {
+	if nc, err := (natsconn.Options{TLSCA: caFile}).Connect(nodes[0].ClientURL(), "anonymous", nats.NoReconnect()); err == nil {
 		nc.Close()
 		t.Error("anonymous client accepted")
 	}
-	if nc, err := nats.Connect(nodes[0].ClientURL(), nkeyOpt, nats.NoReconnect()); err == nil {
+	seed := ids.SeedPath(natsauth.KindCompute, "nova")
+	if nc, err := (natsconn.Options{NKey: seed}).Connect(nodes[0].ClientURL(), "plain", nats.NoReconnect()); err == nil {
 		nc.Close()
 		t.Error("client without TLS accepted")
 	}
-	connect := func(s *server.Server) *nats.Conn {
-		nc, err := nats.Connect(s.ClientURL(), tlsOpt, nkeyOpt)
+	connect := func(s *server.Server, kind natsauth.Kind, name string) *nats.Conn {
+		nc, err := natsconn.Options{NKey: ids.SeedPath(kind, name), TLSCA: caFile}.Connect(s.ClientURL(), name)
 		if err != nil {
-			t.Fatalf("connect to %s: %v", s.Name(), err)
+			t.Fatalf("connect to %s as %s %s: %v", s.Name(), kind, name, err)
 		}
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	sub, err := connect(nodes[2]).SubscribeSync("deploy.check")
-	if err != nil {
-		t.Fatal(err)
+	serve := func(nc *nats.Conn, subject, queue string) {
+		if _, err := nc.QueueSubscribe(subject, queue, func(m *nats.Msg) { _ = m.Respond([]byte("ok " + subject)) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	poll.Until(t, "nats-1 to know the subscription on nats-3", func() bool {
-		return nodes[0].GlobalAccount().SubscriptionInterest("deploy.check")
-	})
-	if err := connect(nodes[0]).Publish("deploy.check", []byte("hi")); err != nil {
-		t.Fatal(err)
+	// The manager on nats-1 serves allocations in its queue group; the
+	// agent of hv1 on nats-3 serves its notices; every node learns both.
+	mgr := connect(nodes[0], natsauth.KindManager, "m1")
+	serve(mgr, rpc.Subject(rpc.MethodAllocateForInstance), rpc.QueueGroup)
+	serve(connect(nodes[2], natsauth.KindHost, "hv1"), rpc.HostSubject("hv1", rpc.HostMethodSetup), "")
+	for _, s := range nodes {
+		poll.Until(t, s.Name()+" to know the manager's and the agent's subscriptions", func() bool {
+			acc := s.GlobalAccount()
+			return acc.SubscriptionInterest(rpc.Subject(rpc.MethodAllocateForInstance)) &&
+				acc.SubscriptionInterest(rpc.HostSubject("hv1", rpc.HostMethodSetup))
+		})
 	}
-	if m, err := sub.NextMsg(10 * time.Second); err != nil || string(m.Data) != "hi" {
-		t.Fatalf("nats-1 to nats-3: %v %v", m, err)
+	// A compute service on nats-2 reaches the manager on nats-1, and the
+	// manager the agent on nats-3: requests, permissions and replies
+	// (allow_responses) across the routes.
+	for _, c := range []struct {
+		nc      *nats.Conn
+		subject string
+	}{
+		{connect(nodes[1], natsauth.KindCompute, "nova"), rpc.Subject(rpc.MethodAllocateForInstance)},
+		{mgr, rpc.HostSubject("hv1", rpc.HostMethodSetup)},
+	} {
+		m, err := c.nc.Request(c.subject, []byte("{}"), 10*time.Second)
+		if err != nil || string(m.Data) != "ok "+c.subject {
+			t.Errorf("%s from %s: %v, %v", c.subject, c.nc.ConnectedServerName(), m, err)
+		}
 	}
 }
 

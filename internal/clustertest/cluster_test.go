@@ -17,9 +17,11 @@ import (
 	"novanet/agent"
 	"novanet/client"
 	"novanet/hostnet"
+	"novanet/internal/natsconn"
 	"novanet/internal/pgtest"
 	"novanet/internal/poll"
 	"novanet/manager"
+	"novanet/natsauth"
 	"novanet/natsembed"
 	"novanet/rpc"
 )
@@ -93,11 +95,42 @@ type world struct {
 	agentNC  *nats.Conn
 	driver   *recordingDriver
 	dbURL    string
+	// store holds the identities, as "network-manager creds" keeps them;
+	// every node serves its authorization block.
+	store natsauth.Store
 }
 
-// startNodes starts nodes a, b and c clustered on loopback: b and c route
+// identity names one of the store's identities.
+type identity struct {
+	kind natsauth.Kind
+	name string
+}
+
+var (
+	operatorID = identity{natsauth.KindOperator, "admin"}
+	computeID  = identity{natsauth.KindCompute, "nova"}
+	hv1        = identity{natsauth.KindHost, agentHost}
+)
+
+// issue creates the identities of the test and the authorization block.
+func (w *world) issue(t *testing.T) {
+	t.Helper()
+	w.store = natsauth.Store{Dir: t.TempDir()}
+	for _, id := range []identity{{natsauth.KindManager, "m1"}, {natsauth.KindManager, "m2"}, hv1, computeID, operatorID} {
+		if _, err := w.store.Add(id.kind, id.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.store.WriteConfig(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startNodes starts nodes a, b and c clustered on loopback, each with the
+// generated authorization block (anonymous clients refused): b and c route
 // to a, which tells each of the other.
 func (w *world) startNodes(t *testing.T) {
+	w.issue(t)
 	w.nodes, w.order = map[string]*natsembed.Server{}, []string{"a", "b", "c"}
 	var seed string
 	for _, name := range w.order {
@@ -105,7 +138,8 @@ func (w *world) startNodes(t *testing.T) {
 		if seed != "" {
 			cl.Routes = []string{seed}
 		}
-		s, err := natsembed.Start("127.0.0.1:0", natsembed.WithServerName(name), natsembed.WithCluster(cl))
+		s, err := natsembed.Start("127.0.0.1:0", natsembed.WithServerName(name), natsembed.WithCluster(cl),
+			natsembed.WithAuthFile(w.store.ConfigPath()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,16 +155,17 @@ func (w *world) startNodes(t *testing.T) {
 	}
 }
 
-// connect opens a client connection that tries the nodes in order, first
-// its home node: what an operator's comma-separated --nats-url does, with
-// the options the binaries use (reconnect for ever).
-func (w *world) connect(t *testing.T, name string, nodes ...string) *nats.Conn {
+// connect opens a client connection as id that tries the nodes in order,
+// first its home node: what an operator's comma-separated --nats-url does,
+// with the helper and options the binaries use (reconnect for ever).
+func (w *world) connect(t *testing.T, name string, id identity, nodes ...string) *nats.Conn {
 	t.Helper()
 	var urls []string
 	for _, n := range nodes {
 		urls = append(urls, w.nodes[n].ClientURL())
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.Name(name), nats.DontRandomize(), nats.MaxReconnects(-1))
+	nc, err := natsconn.Options{NKey: w.store.SeedPath(id.kind, id.name)}.Connect(strings.Join(urls, ","), name,
+		nats.DontRandomize(), nats.MaxReconnects(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +184,7 @@ func (w *world) addReplica(t *testing.T, name string, nodes ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc := w.connect(t, name, nodes...)
+	nc := w.connect(t, name, identity{natsauth.KindManager, name}, nodes...)
 	svc, err := m.Serve(context.Background(), nc)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +203,7 @@ func (w *world) addReplica(t *testing.T, name string, nodes ...string) {
 func (w *world) startAgent(t *testing.T, nodes ...string) {
 	t.Helper()
 	w.driver = &recordingDriver{}
-	w.agentNC = w.connect(t, "network-host "+agentHost, nodes...)
+	w.agentNC = w.connect(t, "network-host "+agentHost, hv1, nodes...)
 	a, err := agent.New(agent.Config{Host: agentHost, Driver: "flatdhcp", Version: "0.0.0-test", StateDir: t.TempDir(),
 		HeartbeatInterval: time.Hour, ConvergeInterval: time.Hour},
 		zaptest.NewLogger(t).Named("agent"), client.New(w.agentNC, 20*time.Second), w.driver, noHost{})
@@ -193,7 +228,9 @@ func (w *world) waitSubscribed(t *testing.T) {
 	t.Helper()
 	var manager []string
 	for _, e := range w.replicas[0].svc.Info().Endpoints {
-		manager = append(manager, e.Subject)
+		// A subject a publisher would use: the host-facing endpoints
+		// (novanet.manager.host.*.<method>) for our agent's host.
+		manager = append(manager, strings.ReplaceAll(e.Subject, ".*.", "."+agentHost+"."))
 	}
 	var host []string
 	for _, m := range rpc.HostMethods {
@@ -302,7 +339,10 @@ func nodeFailure(t *testing.T, victim string) {
 	// Each connection lists every node, its home first.
 	w.addReplica(t, "m1", "a", "c", "b")
 	w.addReplica(t, "m2", "b", "c", "a")
-	compute := client.New(w.connect(t, "compute", "a", "b", "c"), 20*time.Second)
+	compute := client.New(w.connect(t, "compute", computeID, "a", "b", "c"), 20*time.Second)
+	// The operator (netadm) creates the network and lists the hosts: a
+	// compute identity may not.
+	operator := client.New(w.connect(t, "netadm", operatorID, "b"), 20*time.Second)
 	// The agent registers once at start (its heartbeat is an hour away):
 	// the managers must be reachable from its node first.
 	w.waitSubscribed(t)
@@ -310,11 +350,11 @@ func nodeFailure(t *testing.T, victim string) {
 	w.waitSubscribed(t)
 
 	ctx := context.Background()
-	if _, err := compute.CreateNetworks(ctx, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/24", NumNetworks: 1, NetworkSize: 256, Label: "net"}); err != nil {
+	if _, err := operator.CreateNetworks(ctx, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/24", NumNetworks: 1, NetworkSize: 256, Label: "net"}); err != nil {
 		t.Fatal(err)
 	}
 	poll.Until(t, "agent registered", func() bool {
-		hosts, err := compute.ListHosts(ctx)
+		hosts, err := operator.ListHosts(ctx)
 		return err == nil && len(hosts) == 1 && hosts[0].Name == agentHost
 	})
 	first := w.allocate(t, compute)
@@ -340,7 +380,7 @@ func nodeFailure(t *testing.T, victim string) {
 	var computes []*client.Client
 	for _, name := range w.order {
 		if w.nodes[name] != nil {
-			computes = append(computes, client.New(w.connect(t, "compute on "+name, name), 20*time.Second))
+			computes = append(computes, client.New(w.connect(t, "compute on "+name, computeID, name), 20*time.Second))
 		}
 	}
 	computes = append(computes, compute)
