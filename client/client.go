@@ -67,7 +67,8 @@ func New(nc *nats.Conn, timeout time.Duration, opts ...Option) *Client {
 // its attempt's deadline (Novanet-Deadline). It is sent again, with the
 // same id, after an unavailable reply, no responders, or an attempt that
 // timed out, with a backoff of 50 ms doubling to 1 s, until the context's
-// deadline (or the client's timeout): the manager answers a repeated id
+// deadline (or the client's timeout), or after no responders for longer
+// than an attempt's timeout (no manager runs): the manager answers a repeated id
 // with the first reply, and the methods without an id store are
 // idempotent, so a retry never does the work twice. docs/rpc.md, "Request
 // ids and deadlines".
@@ -118,17 +119,27 @@ func (c *Client) call(ctx context.Context, subject, who, method string, req, rep
 	deadline, _ := ctx.Deadline()
 	id := uuid.NewString()
 	backoff := firstBackoff
+	var noResponders time.Time // since when every attempt met no responders
 	for attempt := 1; ; attempt++ {
 		per := time.Until(deadline)
 		if retry && !longMethods[method] && per > c.attempt {
 			per = c.attempt
 		}
 		msg, err := c.attemptOnce(ctx, subject, id, body, per)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			noResponders = time.Time{} // something took the request
+		}
 		again := false
 		switch {
 		case errors.Is(err, nats.ErrNoResponders):
 			err = rpc.Errorf(rpc.CodeUnavailable, "no %s answers on %s (is it running and on the same NATS?)", who, subject)
-			again = true
+			// Replicas restarting or resubscribing after a NATS failover
+			// are back within seconds; none for longer than an attempt's
+			// timeout is reported at once, not after the whole call.
+			if noResponders.IsZero() {
+				noResponders = time.Now()
+			}
+			again = time.Since(noResponders) < c.attempt
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 			err = rpc.Errorf(rpc.CodeUnavailable, "no reply on %s in time (%d attempts)", subject, attempt)
 			again = true

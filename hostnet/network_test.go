@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"novanet/hostnet"
+	"novanet/linuxnet/iptables"
 	"novanet/rpc"
 )
 
@@ -104,4 +105,53 @@ func TestDHCPName(t *testing.T) {
 			t.Errorf("DHCPName(%d, %q) = %q, want %q", tc.id, tc.bridge, got, tc.want)
 		}
 	}
+}
+
+// FuzzParseNetwork: what ParseNetwork accepts from the manager is enough
+// for every later step, which does not parse again: its firewall rules are
+// valid iptables rules, and its dnsmasq config is valid or refused as an
+// invalid network.
+func FuzzParseNetwork(f *testing.F) {
+	f.Add(int64(7), "10.0.0.0/24", "10.0.0.1", "br7", "eth1", 100, 1400, "02:00:00:00:00:01", "10.0.0.10", "vm1", "203.0.113.5", 1000, "10.0.0.2")
+	f.Add(int64(1), "fd00::/64", "fd00::1", "br-6", "", 0, 0, "", "", "", "", 0, "")
+	f.Fuzz(func(t *testing.T, id int64, cidr, gw, bridge, bridgeIf string, vlan, mtu int, mac, addr, hostname, vpnPub string, vpnPort int, vpnPriv string) {
+		in := rpc.HostNetwork{
+			ID: id, CIDR: cidr, Gateway: gw, Bridge: bridge, BridgeInterface: bridgeIf, VLAN: vlan, MTU: mtu, EnableDHCP: true,
+			VPNPublicAddress: vpnPub, VPNPublicPort: vpnPort, VPNPrivateAddress: vpnPriv,
+		}
+		if mac != "" || addr != "" {
+			in.DHCPHosts = []rpc.DHCPHost{{MAC: mac, Address: addr, Hostname: hostname}}
+		}
+		n, err := hostnet.ParseNetwork(in)
+		if err != nil {
+			if !errors.Is(err, hostnet.ErrInvalidNetwork) {
+				t.Fatalf("ParseNetwork error %v does not wrap ErrInvalidNetwork", err)
+			}
+			return
+		}
+		for _, driver := range []string{"flat", "flatdhcp", "vlan"} {
+			cfg := hostCfg(driver)
+			rs, err := hostnet.Rules(cfg, []hostnet.Network{n})
+			if err != nil {
+				t.Fatalf("Rules of parsed %+v: %v", n, err)
+			}
+			m, _, err := iptables.NewFake(iptables.Config{Binary: "nova-network"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rs.SetRules(m); err != nil {
+				t.Fatalf("rules of parsed %+v refused by iptables: %v", n, err)
+			}
+			if _, err := m.Render(iptables.IPv4); err != nil {
+				t.Fatalf("rules of parsed %+v do not render: %v", n, err)
+			}
+		}
+		c, err := hostnet.DHCPConfig(hostCfg("flatdhcp"), hostnet.DHCPName(n.ID, n.Bridge), n)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil && !errors.Is(err, hostnet.ErrInvalidNetwork) {
+			t.Fatalf("DHCPConfig of parsed %+v: %v, not an invalid network", n, err)
+		}
+	})
 }

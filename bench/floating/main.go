@@ -46,6 +46,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"novanet/bench/internal/floatpairs"
 	"novanet/client"
 	"novanet/internal/pgtest"
 	"novanet/linuxnet/iptables"
@@ -332,7 +333,7 @@ func run(ctx context.Context, c *cleanups, samples, count int) error {
 		return err
 	}
 	for i := range count {
-		if err := addPair(base, i); err != nil {
+		if err := floatpairs.Add(base, i); err != nil {
 			return err
 		}
 	}
@@ -382,7 +383,7 @@ func run(ctx context.Context, c *cleanups, samples, count int) error {
 				return err
 			}
 		}
-		if err := addPair(base, count+i); err != nil {
+		if err := floatpairs.Add(base, count+i); err != nil {
 			return err
 		}
 		t0 = time.Now()
@@ -465,21 +466,6 @@ func checkRules(nsName, floating, fixed string) error {
 		}
 	}
 	return nil
-}
-
-// pair is the floor's i-th floating and fixed address, as bench/iptables.
-func pair(i int) (floating, fixed netip.Addr) {
-	return netip.AddrFrom4([4]byte{100, 64, byte(i >> 8), byte(i)}), netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
-}
-
-func addPair(m *iptables.Manager, i int) error {
-	fl, fx := pair(i)
-	if err := m.AddRule(iptables.IPv4, iptables.NAT, "PREROUTING", iptables.Rule{
-		Dst: netip.PrefixFrom(fl, 32), Target: iptables.DNAT(fx, 0)}); err != nil {
-		return err
-	}
-	return m.AddRule(iptables.IPv4, iptables.NAT, "float-snat", iptables.Rule{
-		Src: netip.PrefixFrom(fx, 32), Target: iptables.SNAT(fl)})
 }
 
 func eventually(timeout time.Duration, what string, ok func() bool) error {

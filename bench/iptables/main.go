@@ -10,7 +10,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,6 +18,7 @@ import (
 
 	goipt "github.com/coreos/go-iptables/iptables"
 
+	"novanet/bench/internal/floatpairs"
 	"novanet/linuxnet/iptables"
 	"novanet/linuxnet/nsrun"
 )
@@ -54,22 +54,6 @@ func (n *namespaces) cleanup() {
 	n.names = nil
 }
 
-func pair(i int) (floating, fixed netip.Addr) {
-	f := netip.AddrFrom4([4]byte{100, 64, byte(i >> 8), byte(i)})
-	x := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
-	return f, x
-}
-
-func addPair(m *iptables.Manager, i int) error {
-	fl, fx := pair(i)
-	if err := m.AddRule(iptables.IPv4, iptables.NAT, "PREROUTING", iptables.Rule{
-		Dst: netip.PrefixFrom(fl, 32), Target: iptables.DNAT(fx, 0)}); err != nil {
-		return err
-	}
-	return m.AddRule(iptables.IPv4, iptables.NAT, "float-snat", iptables.Rule{
-		Src: netip.PrefixFrom(fx, 32), Target: iptables.SNAT(fl)})
-}
-
 func run(pairs int, budget time.Duration) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: creates network namespaces")
@@ -96,7 +80,7 @@ func run(pairs int, budget time.Duration) error {
 		return err
 	}
 	for i := 0; i < pairs; i++ {
-		if err := addPair(m, i); err != nil {
+		if err := floatpairs.Add(m, i); err != nil {
 			return err
 		}
 	}
@@ -107,7 +91,7 @@ func run(pairs int, budget time.Duration) error {
 	restore := time.Since(start)
 
 	// 2. One incremental change with all pairs present.
-	if err := addPair(m, pairs); err != nil {
+	if err := floatpairs.Add(m, pairs); err != nil {
 		return err
 	}
 	start = time.Now()
@@ -136,7 +120,7 @@ func run(pairs int, budget time.Duration) error {
 		}
 		start := time.Now()
 		for i := 0; i < pairs; i++ {
-			fl, fx := pair(i)
+			fl, fx := floatpairs.Pair(i)
 			if err := ipt.Append("nat", pre, "-d", fl.String()+"/32", "-j", "DNAT", "--to-destination", fx.String()); err != nil {
 				return err
 			}

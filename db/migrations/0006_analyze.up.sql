@@ -3,7 +3,7 @@
 -- PostgreSQL 17 only a table's owner may ANALYZE it; the runtime role owns
 -- nothing (docs/decisions/012-runtime-role.md), so it calls this function,
 -- which runs as the schema's owner and analyzes nothing but the owner's
--- tables of this schema. Version 6, not 5: 5 is another change's.
+-- tables of this schema.
 CREATE FUNCTION novanet_analyze(VARIADIC tables text[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
