@@ -723,7 +723,7 @@ func (m *Manager) autoAssignFloating(ctx context.Context, tx pgx.Tx, inst, proje
 	)
 	err := tx.QueryRow(ctx, `SELECT f.id, f.network_id, coalesce(CASE WHEN n.multi_host THEN f.host ELSE n.host END, '')
 		FROM virtual_interfaces v JOIN fixed_ips f ON f.virtual_interface_id = v.id JOIN networks n ON n.id = f.network_id
-		WHERE v.instance_uuid = $1 ORDER BY v.id, f.address LIMIT 1`, inst).Scan(&fixedID, &netID, &host)
+		WHERE v.instance_uuid = $1 ORDER BY v.id + 0, f.address LIMIT 1`, inst).Scan(&fixedID, &netID, &host)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	} else if err != nil {

@@ -116,6 +116,9 @@ func (m *Manager) CreateNetworks(ctx context.Context, req rpc.CreateNetworksRequ
 		if err != nil {
 			return nil, invalid(err)
 		}
+		if err := netcalc.CheckHostAddr("vpn public address", a); err != nil {
+			return nil, invalid(err)
+		}
 		vpnPublic = &a
 	}
 	if len(req.ProjectID) > 255 {
@@ -545,8 +548,20 @@ func (m *Manager) DeleteNetwork(ctx context.Context, ref string) (rpc.Network, e
 			return rpc.Errorf(rpc.CodeInUse, "network %s (%s) has %d virtual interfaces; deallocate their instances first",
 				deleted.Label, deleted.CIDR, vifs)
 		}
-		if _, err = tx.Exec(ctx, "DELETE FROM networks WHERE id = $1", id); err != nil {
+		if _, err := tx.Exec(ctx, "DELETE FROM networks WHERE id = $1", id); err != nil {
 			return err
+		}
+		// Interfaces have no foreign key to their network (it would lock
+		// the network's row on every allocation). An allocation that
+		// picked one of the network's addresses before the DELETE holds
+		// that row, so the DELETE (cascading to the addresses) waited for
+		// it to commit; this statement sees its interface.
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM virtual_interfaces WHERE network_id = $1", id).Scan(&vifs); err != nil {
+			return err
+		}
+		if vifs > 0 {
+			return rpc.Errorf(rpc.CodeInUse, "network %s (%s) got %d virtual interfaces while being deleted; deallocate their instances first",
+				deleted.Label, deleted.CIDR, vifs)
 		}
 		return storeTx(ctx, tx, deleted)
 	})

@@ -52,6 +52,10 @@ type dialer func(url string, o natsconn.Options, timeout time.Duration) (*client
 
 func dialNATS(url string, o natsconn.Options, timeout time.Duration) (*client.Client, func(), error) {
 	nc, err := o.Connect(url, "netadm", nats.Timeout(timeout))
+	if errors.Is(err, nats.ErrAuthorization) && o.Anonymous() {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (no credentials: give --nats-nkey or --nats-creds, "+
+			"or run netadm as the user whose embedded server made ~/.config/novanet/nats/operator.admin.nk)", redact.URL(url), err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redact.URL(url), err)
 	}

@@ -21,6 +21,8 @@ import (
 	"novanet/internal/pgtest"
 	"novanet/internal/testenv"
 	"novanet/manager"
+	"novanet/natsauth"
+	"novanet/natsembed"
 	"novanet/rpc"
 )
 
@@ -569,5 +571,31 @@ func TestDefaultOperatorCredentials(t *testing.T) {
 		if got.NKey != c.want {
 			t.Errorf("env %v args %v: nkey %q, want %q (%s)", c.env, c.args, got.NKey, c.want, errb.String())
 		}
+	}
+}
+
+// Refused for want of credentials, netadm says how to give them.
+func TestNoCredentials(t *testing.T) {
+	store := natsauth.Store{Dir: t.TempDir()}
+	if _, err := store.Add(natsauth.KindOperator, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := natsembed.Start("127.0.0.1:0", natsembed.WithAuthFile(store.ConfigPath()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"network", "list", "--nats-url", ns.ClientURL()}, &out, &errb,
+		func(string) string { return "" }, dialNATS)
+	if code != 1 || !strings.Contains(strings.ToLower(errb.String()), "authorization violation (no credentials: give --nats-nkey") {
+		t.Errorf("anonymous: %d %q", code, errb.String())
+	}
+	errb.Reset()
+	code = run(context.Background(), []string{"host", "list", "--timeout", "1s", "--nats-url", ns.ClientURL(), "--nats-nkey", store.SeedPath(natsauth.KindOperator, "ops")},
+		&out, &errb, func(string) string { return "" }, dialNATS)
+	// The operator gets in; no manager answers on this bus.
+	if code != 1 || !strings.Contains(errb.String(), "unavailable: ") || strings.Contains(errb.String(), "connect to NATS") {
+		t.Errorf("operator: %d %q", code, errb.String())
 	}
 }

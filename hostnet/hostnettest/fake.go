@@ -232,6 +232,37 @@ func (l *Links) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
+// DelAddr follows link.Manager.DelAddr.
+func (l *Links) DelAddr(ctx context.Context, dev string, p netip.Prefix) error {
+	if err := ifname.Validate(dev); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.Calls = append(l.Calls, "DelAddr "+dev+" "+p.String())
+	if lk, ok := l.links[dev]; ok {
+		lk.Addrs = slices.DeleteFunc(lk.Addrs, func(a netip.Prefix) bool { return a == p })
+	}
+	return nil
+}
+
+// Ports follows link.Manager.Ports.
+func (l *Links) Ports(ctx context.Context, bridge string) ([]string, error) {
+	if err := ifname.Validate(bridge); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for n, lk := range l.links {
+		if lk.Master == bridge {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 func (l *Links) del(name string) {
 	if _, ok := l.links[name]; !ok {
 		return
