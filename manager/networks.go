@@ -116,6 +116,9 @@ func (m *Manager) CreateNetworks(ctx context.Context, req rpc.CreateNetworksRequ
 		if err != nil {
 			return nil, invalid(err)
 		}
+		if err := netcalc.CheckHostAddr("vpn public address", a); err != nil {
+			return nil, invalid(err)
+		}
 		vpnPublic = &a
 	}
 	if len(req.ProjectID) > 255 {
