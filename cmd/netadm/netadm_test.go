@@ -651,8 +651,8 @@ func TestInstanceCommands(t *testing.T) {
 	// Requested networks and addresses; a held address is refused.
 	const inst2 = "bbbbbbbb-2222-3333-4444-555555555555"
 	out := mustNetadm(t, env, "instance", "allocate", inst2, "--project", "p", "--network", "n_1=10.0.0.20", "--network", "n_0")
-	if !regexp.MustCompile(`(?m)^` + inst2 + ` +\S+ +n_1 +br100 +10\.0\.0\.20 +10\.0\.0\.17 +- +-$`).MatchString(out) ||
-		!regexp.MustCompile(`(?m)^` + inst2 + ` +\S+ +n_0 +br100 +10\.0\.0\.3 +10\.0\.0\.1 +- +-$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^`+inst2+` +\S+ +n_1 +br100 +10\.0\.0\.20 +10\.0\.0\.17 +- +-$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^`+inst2+` +\S+ +n_0 +br100 +10\.0\.0\.3 +10\.0\.0\.1 +- +-$`).MatchString(out) {
 		t.Errorf("allocate --network printed:\n%s", out)
 	}
 	if code, _, errs := netadm(t, env, "instance", "allocate", "cccccccc-2222-3333-4444-555555555555", "--project", "p", "--network", "n_0=10.0.0.9"); code != 1 || !strings.Contains(errs, "in_use:") {
