@@ -120,9 +120,10 @@ func (r Report) err() error { return errors.Join(r.Errors...) }
 // network it should serve is set up, every network of ours it should not
 // serve is torn down (from the records, even when the manager no longer
 // knows the network), and the firewall and floating addresses match. One
-// network's failure does not stop the others; the error says how many
-// failed. A network the host cannot use (hostnet.ParseNetwork refuses it)
-// is an error of the report; its record, if any, stays.
+// network's failure does not stop the others; the error joins every
+// failure. A network the host cannot use (hostnet.ParseNetwork refuses it)
+// is an error of the report; what was made for it stays, its record and
+// its firewall rules from the last state that parsed included.
 func (a *Agent) Converge(ctx context.Context) (Report, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -142,9 +143,17 @@ func (a *Agent) Converge(ctx context.Context) (Report, error) {
 		listed[n.ID] = true
 	}
 	want := map[int64]hostnet.Network{}
+	for id := range listed {
+		if old, ok := a.desired[id]; ok {
+			want[id] = old // replaced below unless it no longer parses
+		}
+	}
 	for _, n := range nets {
 		want[n.ID] = n
 	}
+	// Set first: teardowns and setups look up which networks share a
+	// bridge in it.
+	a.desired, a.fips = want, st.FloatingIPs
 	for _, rec := range recs {
 		if !listed[rec.NetworkID] {
 			rep.add(a.teardown(ctx, rec))
@@ -153,7 +162,6 @@ func (a *Agent) Converge(ctx context.Context) (Report, error) {
 	for _, n := range nets {
 		rep.add(a.setup(ctx, n))
 	}
-	a.desired, a.fips = want, st.FloatingIPs
 	// A full convergence rewrites the whole firewall, repairing rules
 	// changed behind our back; a per-network one only patches.
 	if r, ok := a.host.(interface{ Resync() }); ok {
@@ -181,8 +189,8 @@ func (a *Agent) ConvergeNetwork(ctx context.Context, id int64) (Report, error) {
 		if n, err := hostnet.ParseNetwork(st.Networks[0]); err != nil {
 			rep.add(nil, err)
 		} else {
-			rep.add(a.setup(ctx, n))
 			a.desired[id] = n
+			rep.add(a.setup(ctx, n))
 		}
 	} else {
 		delete(a.desired, id)
@@ -200,16 +208,26 @@ func (a *Agent) ConvergeNetwork(ctx context.Context, id int64) (Report, error) {
 	return rep, rep.err()
 }
 
-// setup records, then sets up, one network. A network whose plan changed
-// (new bridge name, say) is torn down under its old record first. The
-// driver's errors name the network already.
+// setup records, then sets up, one network, with the other desired
+// networks on its bridge as its peers. A network whose plan changed (new
+// bridge name, say) is torn down under its old record first. The driver's
+// errors name the network already.
 func (a *Agent) setup(ctx context.Context, n hostnet.Network) ([]string, error) {
+	for _, m := range hostnet.ShareBridges(a.desiredList()) {
+		if m.ID == n.ID {
+			n = m
+		}
+	}
 	rec, err := a.drv.Plan(n)
 	if err != nil {
 		return nil, err
 	}
 	var changes []string
 	old, err := a.store.get(n.ID)
+	if err == nil && !old.Gateway.IsValid() {
+		// Written before records named the gateway: not a new plan.
+		old.Gateway = rec.Gateway
+	}
 	switch {
 	case err == nil && old != rec:
 		ch, err := a.teardown(ctx, old)
@@ -227,17 +245,23 @@ func (a *Agent) setup(ctx context.Context, n hostnet.Network) ([]string, error) 
 	return append(changes, ch...), err
 }
 
+// teardown tears down rec, keeping its bridge and dnsmasq for the desired
+// networks that share them (hostnet.TeardownAmong), and removes the record.
 func (a *Agent) teardown(ctx context.Context, rec hostnet.Record) ([]string, error) {
-	changes, err := a.drv.Teardown(ctx, rec)
+	changes, err := hostnet.TeardownAmong(ctx, a.drv, rec, a.desiredList())
 	if err != nil {
 		return changes, err
 	}
 	return changes, a.store.remove(rec.NetworkID)
 }
 
+// desiredList is a.desired by ID.
+func (a *Agent) desiredList() []hostnet.Network {
+	return slices.SortedFunc(maps.Values(a.desired), func(x, y hostnet.Network) int { return cmp.Compare(x.ID, y.ID) })
+}
+
 func (a *Agent) applyHost(ctx context.Context) ([]string, error) {
-	nets := slices.SortedFunc(maps.Values(a.desired), func(x, y hostnet.Network) int { return cmp.Compare(x.ID, y.ID) })
-	return a.host.Apply(ctx, nets, a.fips)
+	return a.host.Apply(ctx, a.desiredList(), a.fips)
 }
 
 // register announces the host; it is also the heartbeat.

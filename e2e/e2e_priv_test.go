@@ -32,6 +32,7 @@ import (
 	"novanet/internal/testenv"
 	"novanet/linuxnet/iptables"
 	"novanet/linuxnet/nstest"
+	"novanet/natsauth"
 	"novanet/rpc"
 )
 
@@ -85,6 +86,7 @@ func newAgent(t *testing.T, env *testenv.Env, hv *nstest.NS, host, driver string
 	dir := t.TempDir()
 	a := &agent{t: t, env: env, hv: hv, host: host, dir: dir}
 	a.args = append([]string{"serve", "--host", host, "--driver", driver, "--nats-url", env.NATSURL,
+		"--nats-nkey", env.NKey(t, natsauth.KindHost, host),
 		"--netns", hv.Path, "--dhcp-dir", filepath.Join(dir, "dhcp"), "--state-dir", filepath.Join(dir, "state"),
 		"--event-socket", filepath.Join(dir, "host.sock"), "--iptables-chain-prefix", chainPrefix, "--ipv6=false", "--dnsmasq-user", "root",
 		"--heartbeat-interval", "1s", "--converge-interval", "1h", "--log-format", "console", "--log-level", "debug"},
@@ -130,6 +132,11 @@ func (a *agent) stopAll() {
 		a.t.Logf("sockets in %s before stopping:\n%s", a.hv.Name, a.hv.Run(a.t, "ss", "-uapn"))
 	}
 	a.stop()
+	// The agent ran as its host's NATS identity: nothing it did may have
+	// needed more.
+	if b, err := os.ReadFile(filepath.Join(a.dir, "agent.log")); err == nil && strings.Contains(strings.ToLower(string(b)), "permissions violation") {
+		a.t.Errorf("the agent on %s was refused something by NATS (see its log)", a.host)
+	}
 	pids, _ := filepath.Glob(filepath.Join(a.dir, "dhcp", "*", "*.pid"))
 	for _, p := range pids {
 		b, err := os.ReadFile(p)
@@ -268,7 +275,7 @@ func wantFirewall(t *testing.T, env *testenv.Env, hv *nstest.NS, cfg hostnet.Con
 
 func TestFlatDHCPEndToEnd(t *testing.T) {
 	nstest.RequireRoot(t)
-	env := testenv.Start(t, "flatdhcp")
+	env := testenv.StartSecure(t, "flatdhcp")
 	hv := nstest.New(t)
 	ag := newAgent(t, env, hv, "hv1", "flatdhcp", "--routing-source-ip", "192.0.2.10", "--metadata-host", "192.0.2.20")
 	ag.start()
@@ -341,7 +348,7 @@ var vlanArgs = []string{"--vlan-interface", "uplink0", "--vlan-segment", "vxlan"
 func startVLAN(t *testing.T) (*testenv.Env, *nstest.NS, *agent) {
 	t.Helper()
 	nstest.RequireRoot(t)
-	env := testenv.Start(t, "vlan")
+	env := testenv.StartSecure(t, "vlan")
 	hv := nstest.New(t)
 	uplink(t, hv)
 	ag := newAgent(t, env, hv, "hv1", "vlan", vlanArgs...)
@@ -545,7 +552,7 @@ func TestAgentKilledMidSetupConverges(t *testing.T) {
 
 func TestFlatUsesOperatorBridge(t *testing.T) {
 	nstest.RequireRoot(t)
-	env := testenv.Start(t, "flat")
+	env := testenv.StartSecure(t, "flat")
 	hv := nstest.New(t)
 	ag := newAgent(t, env, hv, "hv1", "flat", "--routing-source-ip", "192.0.2.10")
 	ag.start()

@@ -125,7 +125,7 @@ func neighbourMAC(t *testing.T, ns *nstest.NS, addr string) string {
 
 func TestFloatingIPEndToEnd(t *testing.T) {
 	nstest.RequireRoot(t)
-	env := testenv.Start(t, "flatdhcp")
+	env := testenv.StartSecure(t, "flatdhcp")
 	hv := nstest.New(t)
 	pub := public(t, hv)
 	cfg := hostnet.Config{Host: "hv1", Driver: "flatdhcp", PublicInterface: "pub0",

@@ -48,12 +48,22 @@ func net2(dhcp bool) rpc.HostNetwork {
 	}
 }
 
+// net3 shares br100 with net1, as every flat network does by default.
+func net3(dhcp bool) rpc.HostNetwork {
+	return rpc.HostNetwork{
+		ID: 3, CIDR: "10.0.2.0/24", Gateway: "10.0.2.1", Bridge: "br100", MTU: 1500, EnableDHCP: dhcp, DNS: []string{"8.8.8.8"},
+		DHCPHosts: []rpc.DHCPHost{{MAC: "02:00:00:00:02:01", Address: "10.0.2.10"}},
+	}
+}
+
 // states are desired states of the host, each a list of networks.
 func states() []hostnettest.State {
 	mtu := net1(1)
 	mtu.MTU = 1400
 	renamed := net1(1)
 	renamed.Bridge = "br101"
+	noDHCP := net1(1)
+	noDHCP.EnableDHCP = false
 	return []hostnettest.State{
 		{Name: "empty"},
 		{Name: "one network", Nets: []rpc.HostNetwork{net1(1)}},
@@ -62,6 +72,10 @@ func states() []hostnettest.State {
 		{Name: "second network with dhcp only", Nets: []rpc.HostNetwork{net2(true)}},
 		{Name: "bridge renamed", Nets: []rpc.HostNetwork{renamed, net2(true)}},
 		{Name: "no hosts", Nets: []rpc.HostNetwork{net1(0)}},
+		{Name: "two networks on br100", Nets: []rpc.HostNetwork{net1(1), net3(true)}},
+		{Name: "shared br100, first without dhcp", Nets: []rpc.HostNetwork{noDHCP, net3(true)}},
+		{Name: "second of br100 alone", Nets: []rpc.HostNetwork{net3(true)}},
+		{Name: "br100 shared, no dhcp", Nets: []rpc.HostNetwork{noDHCP, net3(false)}},
 	}
 }
 
@@ -138,7 +152,8 @@ func TestTeardownOfGoneObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (hostnet.Record{NetworkID: 1, Driver: "flatdhcp", Bridge: "br100", BridgeOwned: true, DHCP: "br100"}); rec != want {
+	if want := (hostnet.Record{NetworkID: 1, Driver: "flatdhcp", Bridge: "br100", BridgeOwned: true, DHCP: "br100",
+		Gateway: netip.MustParsePrefix("10.0.0.1/24")}); rec != want {
 		t.Errorf("Plan = %+v, want %+v", rec, want)
 	}
 	// Nothing was ever made (a crash right after the record was stored).

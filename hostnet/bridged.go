@@ -1,10 +1,13 @@
 package hostnet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"novanet/ifname"
 	"novanet/linuxnet/dnsmasq"
@@ -25,9 +28,10 @@ var ErrPortInUse = errors.New("interface is a port of another bridge")
 
 // bridged is the shared part of flatdhcp and vlan.
 type bridged struct {
-	cfg  Config
-	k    kernel
-	dhcp dhcpServers
+	cfg   Config
+	k     kernel
+	dhcp  dhcpServers
+	ports *portMemory
 }
 
 func newBridged(driver string, cfg Config, k kernel, dhcp dhcpServers) (bridged, error) {
@@ -37,7 +41,61 @@ func newBridged(driver string, cfg Config, k kernel, dhcp dhcpServers) (bridged,
 	if err := checkDHCPDir(cfg.DHCPDir); err != nil {
 		return bridged{}, fmt.Errorf("%s: %w", driver, err)
 	}
-	return bridged{cfg: cfg, k: k, dhcp: dhcp}, nil
+	return bridged{cfg: cfg, k: k, dhcp: dhcp, ports: &portMemory{m: map[string][]string{}}}, nil
+}
+
+// portMemory is what the driver last saw plugged into each bridge besides
+// its own port (the VMs' taps, which the hypervisor plugs, not us): when a
+// bridge is made again — deleted behind our back, or torn down and set up
+// again in one convergence — those ports that still exist and are free
+// are put back on it. It lives as long as the agent.
+type portMemory struct {
+	mu sync.Mutex
+	m  map[string][]string // bridge -> ports, sorted
+}
+
+func (m *portMemory) get(bridge string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.m[bridge])
+}
+
+func (m *portMemory) set(bridge string, ports []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.m[bridge] = ports
+}
+
+// rememberPorts records the ports of bridge other than ours.
+func (b bridged) rememberPorts(ctx context.Context, bridge string, ours ...string) error {
+	ps, err := b.k.Ports(ctx, bridge)
+	if err != nil {
+		return err
+	}
+	ps = slices.DeleteFunc(ps, func(p string) bool { return p == b.cfg.FlatInterface || slices.Contains(ours, p) })
+	slices.Sort(ps)
+	b.ports.set(bridge, ps)
+	return nil
+}
+
+// restorePorts puts the remembered ports of bridge back on it: those that
+// exist and are a port of no bridge.
+func (b bridged) restorePorts(ctx context.Context, bridge string) ([]string, error) {
+	var changes []string
+	for _, p := range b.ports.get(bridge) {
+		st, err := b.k.Stat(ctx, p)
+		if err != nil {
+			return changes, err
+		}
+		if !st.Exists || st.Master != "" {
+			continue
+		}
+		if err := b.k.Enslave(ctx, bridge, p, link.EnslaveOptions{}); err != nil {
+			return changes, err
+		}
+		changes = append(changes, fmt.Sprintf("put port %s back on %s", p, bridge))
+	}
+	return changes, nil
 }
 
 // port is the link a bridged network enslaves to its bridge: the flat
@@ -50,19 +108,17 @@ type port struct {
 	ensure func(ctx context.Context) ([]string, error)
 }
 
-// setup is the Setup of flatdhcp and vlan: the dnsmasq config is checked
-// before anything is made; then the port (when it is ours to make), the
-// bridge (up, MTU, gateway address), the port enslaved, the bridge's MTU
-// settled, and the network's dnsmasq run, or with DHCP disabled stopped.
+// setup is the Setup of flatdhcp and vlan: the dnsmasq config of the
+// bridge (every network on it, n.Peers included) is checked before
+// anything is made; then the port (when it is ours to make), the bridge
+// (up, MTU, the gateway address of n and of its peers), the port
+// enslaved, the bridge's MTU settled, the ports it had before it was made
+// again put back, and the bridge's one dnsmasq run with a range per
+// network, or stopped when no network on the bridge wants DHCP.
 func (b bridged) setup(ctx context.Context, n Network, rec Record, p port) ([]string, error) {
-	var (
-		dc  dnsmasq.Config
-		err error
-	)
-	if n.EnableDHCP {
-		if dc, err = DHCPConfig(b.cfg, rec.DHCP, n); err != nil {
-			return nil, err
-		}
+	dc, wantDHCP, err := DHCPConfig(b.cfg, rec.DHCP, n)
+	if err != nil {
+		return nil, err
 	}
 	var changes []string
 	add := func(c []string, err error) error {
@@ -74,9 +130,21 @@ func (b bridged) setup(ctx context.Context, n Network, rec Record, p port) ([]st
 			return changes, err
 		}
 	}
+	before, err := b.k.Stat(ctx, n.Bridge)
+	if err != nil {
+		return changes, err
+	}
 	bc := link.BridgeConfig{Name: n.Bridge, MTU: n.MTU, Addr: n.Gateway}
 	if err := add(b.ensureBridge(ctx, bc)); err != nil {
 		return changes, err
+	}
+	for _, peer := range n.Peers {
+		if !peer.Gateway.IsValid() {
+			continue
+		}
+		if err := add(b.ensureBridge(ctx, link.BridgeConfig{Name: n.Bridge, Addr: peer.Gateway})); err != nil {
+			return changes, err
+		}
 	}
 	if p.name != "" {
 		if err := add(b.enslavePort(ctx, n.Bridge, p)); err != nil {
@@ -86,8 +154,16 @@ func (b bridged) setup(ctx context.Context, n Network, rec Record, p port) ([]st
 			return changes, err
 		}
 	}
-	if n.EnableDHCP {
-		err = add(b.ensureDHCP(ctx, dc, n.Hosts))
+	if !before.Exists {
+		if err := add(b.restorePorts(ctx, n.Bridge)); err != nil {
+			return changes, err
+		}
+	}
+	if err := b.rememberPorts(ctx, n.Bridge, p.name); err != nil {
+		return changes, err
+	}
+	if wantDHCP {
+		err = add(b.ensureDHCP(ctx, dc, DHCPHosts(n)))
 	} else {
 		err = add(b.stopDHCP(ctx, rec.DHCP, "dhcp disabled"))
 	}
@@ -95,7 +171,8 @@ func (b bridged) setup(ctx context.Context, n Network, rec Record, p port) ([]st
 }
 
 // teardown is the Teardown of flatdhcp and vlan: stop the dnsmasq
-// (removing its files), delete the bridge when owned, then the segment.
+// (removing its files), delete the bridge when owned (else only remove
+// the network's gateway address from it), then the segment.
 // What is already gone is fine. rec must be of driver.
 func (b bridged) teardown(ctx context.Context, driver string, rec Record) ([]string, error) {
 	bad := func(format string, args ...any) ([]string, error) {
@@ -120,7 +197,16 @@ func (b bridged) teardown(ctx context.Context, driver string, rec Record) ([]str
 		func() ([]string, error) { return b.stopDHCP(ctx, rec.DHCP, "") },
 		func() ([]string, error) {
 			if !rec.BridgeOwned {
-				return nil, nil
+				return b.delGateway(ctx, rec)
+			}
+			// Remembered, so that the bridge made again (a plan
+			// changed) gets its VMs back.
+			if st, err := b.k.Stat(ctx, rec.Bridge); err != nil {
+				return nil, err
+			} else if st.Exists && st.Kind == "bridge" {
+				if err := b.rememberPorts(ctx, rec.Bridge, rec.Segment); err != nil {
+					return nil, err
+				}
 			}
 			return b.deleteLink(ctx, "bridge", rec.Bridge)
 		},
@@ -133,6 +219,22 @@ func (b bridged) teardown(ctx context.Context, driver string, rec Record) ([]str
 		}
 	}
 	return changes, nil
+}
+
+// delGateway removes the gateway address of rec's network from its
+// bridge (which other networks keep).
+func (b bridged) delGateway(ctx context.Context, rec Record) ([]string, error) {
+	if !rec.Gateway.IsValid() {
+		return nil, nil
+	}
+	st, err := b.k.Stat(ctx, rec.Bridge)
+	if err != nil || !st.HasAddr(rec.Gateway) {
+		return nil, err
+	}
+	if err := b.k.DelAddr(ctx, rec.Bridge, rec.Gateway); err != nil {
+		return nil, err
+	}
+	return []string{fmt.Sprintf("removed address %s from %s", rec.Gateway, rec.Bridge)}, nil
 }
 
 // ensureBridge makes the bridge c.Name exist, up, with c.MTU (when set)
@@ -288,4 +390,33 @@ func named(what fmt.Stringer, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// TeardownAmong tears rec down on a host that keeps serving keep (every
+// network it still serves, parsed; rec's own network, if among them, is
+// ignored). When some of them are on rec's bridge, the bridge and its one
+// dnsmasq stay, so that their VMs keep working: only what is rec's alone
+// goes (its segment), and the first of them is set up again, which
+// rewrites the bridge's dnsmasq without rec's range. Otherwise it is
+// d.Teardown(rec).
+func TeardownAmong(ctx context.Context, d Driver, rec Record, keep []Network) ([]string, error) {
+	var peers []Network
+	for _, n := range keep {
+		if n.Bridge == rec.Bridge && n.ID != rec.NetworkID {
+			peers = append(peers, n)
+		}
+	}
+	if len(peers) == 0 || !rec.BridgeOwned {
+		return d.Teardown(ctx, rec)
+	}
+	alone := rec
+	alone.BridgeOwned, alone.DHCP = false, ""
+	changes, err := d.Teardown(ctx, alone)
+	if err != nil {
+		return changes, err
+	}
+
+	first := slices.MinFunc(ShareBridges(peers), func(a, b Network) int { return cmp.Compare(a.ID, b.ID) })
+	ch, err := d.Setup(ctx, first)
+	return append(changes, ch...), err
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"novanet/linuxnet/dnsmasq"
@@ -16,50 +17,86 @@ import (
 // dhcp_lease_time default).
 const DefaultDHCPLeaseTime = 24 * time.Hour
 
-// DHCPConfig returns the dnsmasq config of network n served on bridge
-// under the instance name: files in cfg.DHCPDir/<name>, the static range
-// from n.DHCPStart (else the first address after the gateway), router =
-// gateway, n.DNS, cfg.DHCPDomain, cfg.DHCPLeaseTime, n.MTU, EventCommand =
-// cfg.DHCPCommand. It is pure; the result has been validated. Errors do
-// not name the network: the driver that asks does.
-func DHCPConfig(cfg Config, name string, n Network) (dnsmasq.Config, error) {
+// DHCPConfig returns the config of the dnsmasq instance name serving the
+// bridge of n: one range for each network on it (n and n.Peers) with DHCP
+// enabled, by ID, the first one's being the Config's own fields. Files are
+// in cfg.DHCPDir/<name>; each range is static from the network's DHCPStart
+// (else the first address after the gateway), router = gateway, with its
+// DNS and MTU; cfg.DHCPDomain, cfg.DHCPLeaseTime, EventCommand =
+// cfg.DHCPCommand. A peer that cannot be served (no IPv4 gateway) is left
+// out: its own Setup reports it. It is pure; the result has been
+// validated. Errors do not name n: the driver that asks does. The second
+// result says whether any network on the bridge wants DHCP; when none
+// does, the Config is zero and the instance should be stopped.
+func DHCPConfig(cfg Config, name string, n Network) (dnsmasq.Config, bool, error) {
 	if !ValidDHCPName(name) {
-		return dnsmasq.Config{}, fmt.Errorf("%w: dnsmasq name %q: want 1-32 of [A-Za-z0-9_-]", ErrInvalidNetwork, name)
+		return dnsmasq.Config{}, false, fmt.Errorf("%w: dnsmasq name %q: want 1-32 of [A-Za-z0-9_-]", ErrInvalidNetwork, name)
 	}
 	if err := checkDHCPDir(cfg.DHCPDir); err != nil {
-		return dnsmasq.Config{}, err
+		return dnsmasq.Config{}, false, err
 	}
-	if !n.Gateway.IsValid() || !n.Gateway.Addr().Is4() {
-		return dnsmasq.Config{}, fmt.Errorf("%w: dhcp needs an IPv4 gateway", ErrInvalidNetwork)
+	var ranges []dnsmasq.Range
+	for _, m := range n.onBridge() {
+		if !m.EnableDHCP {
+			continue
+		}
+		if !m.Gateway.IsValid() || !m.Gateway.Addr().Is4() {
+			if m.ID == n.ID {
+				return dnsmasq.Config{}, false, fmt.Errorf("%w: dhcp needs an IPv4 gateway", ErrInvalidNetwork)
+			}
+			continue
+		}
+		start := m.DHCPStart
+		if !start.IsValid() {
+			start = m.Gateway.Addr().Next()
+		}
+		ranges = append(ranges, dnsmasq.Range{Tag: "network-" + strconv.FormatInt(m.ID, 10),
+			Gateway: m.Gateway, RangeStart: start, DNS: m.DNS, MTU: m.MTU})
 	}
-	start := n.DHCPStart
-	if !start.IsValid() {
-		start = n.Gateway.Addr().Next()
+	if len(ranges) == 0 {
+		return dnsmasq.Config{}, false, nil
 	}
 	lease := cfg.DHCPLeaseTime
 	if lease == 0 {
 		lease = DefaultDHCPLeaseTime
 	}
+	first := ranges[0]
 	c := dnsmasq.Config{
 		Name:         name,
 		Interface:    n.Bridge,
-		Gateway:      n.Gateway,
-		RangeStart:   start,
-		DNS:          n.DNS,
+		Gateway:      first.Gateway,
+		RangeStart:   first.RangeStart,
+		DNS:          first.DNS,
 		Domain:       cfg.DHCPDomain,
 		LeaseTime:    lease,
-		MTU:          n.MTU,
+		MTU:          first.MTU,
 		Dir:          filepath.Join(cfg.DHCPDir, name),
 		EventCommand: cfg.DHCPCommand,
 		DisableDNS:   cfg.DHCPDisableDNS,
 		User:         cfg.DnsmasqUser,
 		Binary:       cfg.DnsmasqBinary,
 		NetNS:        cfg.NetNS,
+		Extra:        ranges[1:],
+	}
+	if len(c.Extra) == 0 {
+		c.Extra = nil
 	}
 	if err := c.Validate(); err != nil {
-		return dnsmasq.Config{}, err
+		return dnsmasq.Config{}, false, err
 	}
-	return c, nil
+	return c, true, nil
+}
+
+// DHCPHosts returns the reservations of every network with DHCP on the
+// bridge of n (n and n.Peers).
+func DHCPHosts(n Network) []dnsmasq.Host {
+	var out []dnsmasq.Host
+	for _, m := range n.onBridge() {
+		if m.EnableDHCP {
+			out = append(out, m.Hosts...)
+		}
+	}
+	return out
 }
 
 func checkDHCPDir(dir string) error {

@@ -44,7 +44,8 @@ func (d *flatDHCPDriver) Plan(n Network) (Record, error) {
 		Driver:      DriverFlatDHCP,
 		Bridge:      n.Bridge,
 		BridgeOwned: true,
-		DHCP:        DHCPName(n.ID, n.Bridge),
+		DHCP:        DHCPName(n.Bridge),
+		Gateway:     n.Gateway,
 	}, nil
 }
 

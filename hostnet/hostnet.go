@@ -63,13 +63,20 @@ type Record struct {
 	Driver    string `json:"driver"`
 	Bridge    string `json:"bridge"`
 	// BridgeOwned: the bridge was made by us and is removed on teardown
-	// (false in flat mode, where the bridge is the operator's).
+	// (false in flat mode, where the bridge is the operator's). A
+	// teardown of a record with BridgeOwned false keeps the bridge but
+	// removes Gateway from it (TeardownAmong: other networks keep it).
 	BridgeOwned bool `json:"bridge_owned"`
 	// Segment is the VLAN or VXLAN link made for the network, if any.
 	Segment string `json:"segment,omitempty"`
-	// DHCP names the network's dnsmasq instance (its directory under
-	// Config.DHCPDir), if any.
+	// DHCP names the dnsmasq instance of the network's bridge (its
+	// directory under Config.DHCPDir), if any; every network on the
+	// bridge has the same.
 	DHCP string `json:"dhcp,omitempty"`
+	// Gateway is the network's address on the bridge, removed from it
+	// when the network goes but the bridge stays for others; zero when
+	// none (or in a record written before this field).
+	Gateway netip.Prefix `json:"gateway"`
 }
 
 // String returns "network ID (bridge)" for messages, as Network.String.

@@ -2,6 +2,7 @@ package hostnet
 
 import (
 	"context"
+	"net/netip"
 
 	"novanet/linuxnet/dnsmasq"
 	"novanet/linuxnet/link"
@@ -19,6 +20,10 @@ type kernel interface {
 	EnsureVLAN(ctx context.Context, parent string, id uint16, mtu int) (string, error)
 	EnsureVXLAN(ctx context.Context, c link.VXLANConfig) (string, error)
 	Delete(ctx context.Context, name string) error
+	// DelAddr removes an address; one already gone is fine.
+	DelAddr(ctx context.Context, dev string, p netip.Prefix) error
+	// Ports lists the links whose master is bridge.
+	Ports(ctx context.Context, bridge string) ([]string, error)
 }
 
 var _ kernel = (*link.Manager)(nil)

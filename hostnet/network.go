@@ -1,11 +1,14 @@
 package hostnet
 
 import (
+	"cmp"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -47,6 +50,11 @@ type Network struct {
 	EnableDHCP bool
 	VPN        *VPN // nil when the network has no VPN
 	Hosts      []dnsmasq.Host
+	// Peers are the other networks the host serves on the same bridge
+	// (every flat network gets br100 unless told otherwise), by ID, set
+	// by ShareBridges: the bridge carries all their gateways and runs one
+	// dnsmasq with a range per network. Peers have no Peers themselves.
+	Peers []Network
 }
 
 // VPN is a network's cloudpipe forward: VPNPublic:VPNPort -> Private:1194.
@@ -243,14 +251,47 @@ var (
 	dhcpNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$`)
 )
 
-// DHCPName is the name of a network's dnsmasq instance (and of its
-// directory under Config.DHCPDir): the bridge name when it is usable as a
-// dnsmasq name (1-32 of [A-Za-z0-9_-]), else "net<ID>".
-func DHCPName(id int64, bridge string) string {
+// DHCPName is the name of a bridge's dnsmasq instance (and of its
+// directory under Config.DHCPDir), shared by every network on the bridge:
+// the bridge name when it is usable as a dnsmasq name (1-32 of
+// [A-Za-z0-9_-]), else "x" and the name in hex.
+func DHCPName(bridge string) string {
 	if dhcpNameRe.MatchString(bridge) {
 		return bridge
 	}
-	return "net" + strconv.FormatInt(id, 10)
+	return "x" + hex.EncodeToString([]byte(bridge))
+}
+
+// ShareBridges returns nets (in their order) with Peers set: each
+// network's Peers are the other networks of nets on its bridge, by ID.
+func ShareBridges(nets []Network) []Network {
+	byBridge := map[string][]Network{}
+	for _, n := range nets {
+		n.Peers = nil
+		byBridge[n.Bridge] = append(byBridge[n.Bridge], n)
+	}
+	out := make([]Network, len(nets))
+	for i, n := range nets {
+		out[i] = n
+		out[i].Peers = nil
+		for _, p := range byBridge[n.Bridge] {
+			if p.ID != n.ID {
+				out[i].Peers = append(out[i].Peers, p)
+			}
+		}
+		slices.SortFunc(out[i].Peers, func(a, b Network) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	return out
+}
+
+// onBridge returns n and its peers, by ID: every network on n's bridge.
+func (n Network) onBridge() []Network {
+	all := append([]Network{n}, n.Peers...)
+	for i := range all {
+		all[i].Peers = nil
+	}
+	slices.SortFunc(all, func(a, b Network) int { return cmp.Compare(a.ID, b.ID) })
+	return all
 }
 
 // ValidDHCPName reports whether name can name a dnsmasq instance (and a

@@ -71,8 +71,8 @@ func TestDHCPConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := hostnet.Config{DHCPDir: "/var/lib/novanet/dhcp", DHCPDomain: "novalocal", DHCPCommand: []string{"/usr/bin/network-host", "dhcp-event"}}
-	c, err := hostnet.DHCPConfig(cfg, hostnet.DHCPName(n.ID, n.Bridge), n)
-	if err != nil {
+	c, ok, err := hostnet.DHCPConfig(cfg, hostnet.DHCPName(n.Bridge), n)
+	if err != nil || !ok {
 		t.Fatal(err)
 	}
 	if c.Name != "br7" || c.Dir != "/var/lib/novanet/dhcp/br7" || c.Interface != "br7" ||
@@ -82,27 +82,27 @@ func TestDHCPConfig(t *testing.T) {
 	}
 	cfg.DHCPLeaseTime = time.Hour
 	n.DHCPStart = netip.Addr{}
-	if c, err = hostnet.DHCPConfig(cfg, "br7", n); err != nil || c.RangeStart != netip.MustParseAddr("10.0.0.2") || c.LeaseTime != time.Hour {
+	if c, _, err = hostnet.DHCPConfig(cfg, "br7", n); err != nil || c.RangeStart != netip.MustParseAddr("10.0.0.2") || c.LeaseTime != time.Hour {
 		t.Errorf("DHCPConfig without start = %+v, %v; want range from 10.0.0.2, lease 1h", c, err)
 	}
 	n.Gateway = netip.Prefix{}
-	if _, err := hostnet.DHCPConfig(cfg, "br7", n); !errors.Is(err, hostnet.ErrInvalidNetwork) || !strings.Contains(err.Error(), "gateway") {
+	if _, _, err := hostnet.DHCPConfig(cfg, "br7", n); !errors.Is(err, hostnet.ErrInvalidNetwork) || !strings.Contains(err.Error(), "gateway") {
 		t.Errorf("DHCPConfig without gateway = %v", err)
 	}
 	cfg.DHCPDir = "relative/dir"
-	if _, err := hostnet.DHCPConfig(cfg, "br7", n); !errors.Is(err, hostnet.ErrInvalidConfig) {
+	if _, _, err := hostnet.DHCPConfig(cfg, "br7", n); !errors.Is(err, hostnet.ErrInvalidConfig) {
 		t.Errorf("DHCPConfig with relative dir = %v", err)
 	}
 }
 
 func TestDHCPName(t *testing.T) {
 	for _, tc := range []struct {
-		id     int64
 		bridge string
 		want   string
-	}{{1, "br100", "br100"}, {2, "br-ex_1", "br-ex_1"}, {3, "br.100", "net3"}, {4, "-x", "net4"}, {5, "br@x", "net5"}} {
-		if got := hostnet.DHCPName(tc.id, tc.bridge); got != tc.want || !hostnet.ValidDHCPName(got) {
-			t.Errorf("DHCPName(%d, %q) = %q, want %q", tc.id, tc.bridge, got, tc.want)
+	}{{"br100", "br100"}, {"br-ex_1", "br-ex_1"}, {"br.100", "x62722e313030"}, {"-x", "x2d78"},
+		{"br@x", "x62724078"}, {"abcdefghij.klmn", "x6162636465666768696a2e6b6c6d6e"}} {
+		if got := hostnet.DHCPName(tc.bridge); got != tc.want || !hostnet.ValidDHCPName(got) {
+			t.Errorf("DHCPName(%q) = %q, want %q", tc.bridge, got, tc.want)
 		}
 	}
 }
@@ -146,7 +146,7 @@ func FuzzParseNetwork(f *testing.F) {
 				t.Fatalf("rules of parsed %+v do not render: %v", n, err)
 			}
 		}
-		c, err := hostnet.DHCPConfig(hostCfg("flatdhcp"), hostnet.DHCPName(n.ID, n.Bridge), n)
+		c, _, err := hostnet.DHCPConfig(hostCfg("flatdhcp"), hostnet.DHCPName(n.Bridge), n)
 		if err == nil {
 			err = c.Validate()
 		}

@@ -82,7 +82,8 @@ func (d *vlanDriver) plan(n Network) (rec Record, parent string, err error) {
 		Bridge:      n.Bridge,
 		BridgeOwned: true,
 		Segment:     seg,
-		DHCP:        DHCPName(n.ID, n.Bridge),
+		DHCP:        DHCPName(n.Bridge),
+		Gateway:     n.Gateway,
 	}, parent, nil
 }
 

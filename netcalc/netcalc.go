@@ -166,6 +166,21 @@ func CheckUsable(field string, p netip.Prefix) error {
 	return nil
 }
 
+// CheckHostAddr refuses an address that cannot be one host's: the
+// unspecified address, a multicast address or the limited broadcast
+// address (for DNS servers, the DHCP server, the VPN public address).
+func CheckHostAddr(field string, a netip.Addr) error {
+	switch {
+	case a.IsUnspecified():
+		return bad(field, a.String(), "the unspecified address, not a host's")
+	case a.IsMulticast():
+		return bad(field, a.String(), "a multicast address, not a host's")
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return bad(field, a.String(), "the limited broadcast address, not a host's")
+	}
+	return nil
+}
+
 func log2(n int) (int, bool) {
 	if n <= 0 || n&(n-1) != 0 {
 		return 0, false
@@ -257,10 +272,17 @@ func Split(req Request) ([]Network, error) {
 		if dhcpServer, err = ParseAddr("dhcp server", req.DHCPServer, 4); err != nil {
 			return nil, err
 		}
+		if err := CheckHostAddr("dhcp server", dhcpServer); err != nil {
+			return nil, err
+		}
 	}
 	for field, v := range map[string]string{"dns1": req.DNS1, "dns2": req.DNS2} {
 		if v != "" {
-			if _, err := ParseAddr(field, v, 0); err != nil {
+			a, err := ParseAddr(field, v, 0)
+			if err != nil {
+				return nil, err
+			}
+			if err := CheckHostAddr(field, a); err != nil {
 				return nil, err
 			}
 		}

@@ -115,6 +115,9 @@ func TestSplitErrors(t *testing.T) {
 		{Request{CIDR: "10.0.0.0/8", NumNetworks: 1, NetworkSize: 16, GatewayV6: "fd00::1"}, "IPv6 gateway", "without an IPv6 range"},
 		{Request{CIDR: "10.0.0.0/8", NumNetworks: 2, NetworkSize: 16, Gateway: "10.0.0.1"}, "gateway", "only for a single network, not 2"},
 		{Request{CIDR: "10.0.0.0/8", NumNetworks: 2, NetworkSize: 16, DHCPServer: "10.0.0.1"}, "dhcp server", "only for a single network"},
+		{Request{CIDR: "10.0.0.0/8", NumNetworks: 1, NetworkSize: 16, DNS1: "0.0.0.0"}, "dns1", "unspecified"},
+		{Request{CIDR: "10.0.0.0/8", NumNetworks: 1, NetworkSize: 16, DNS2: "ff02::1"}, "dns2", "multicast"},
+		{Request{CIDR: "10.0.0.0/8", NumNetworks: 1, NetworkSize: 16, DHCPServer: "255.255.255.255"}, "dhcp server", "limited broadcast"},
 		// Blocks that are not for hosts.
 		{Request{CIDR: "0.0.0.0/0", NumNetworks: 1, NetworkSize: 16}, "fixed range", `overlaps 0.0.0.0/8: "this network" (RFC 1122), not for hosts`},
 		{Request{CIDR: "0.0.0.0/28", NumNetworks: 1, NetworkSize: 16}, "fixed range", `overlaps 0.0.0.0/8: "this network"`},

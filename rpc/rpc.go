@@ -166,18 +166,28 @@ func Decode(data []byte, v any) error {
 	if !utf8.Valid(data) {
 		return Errorf(CodeInvalidArgument, "request body: not valid UTF-8 (first bad byte at offset %d)", invalidUTF8At(data))
 	}
-	if err := checkStrict(data, reflect.TypeOf(v)); err != nil {
-		return err
-	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if serr := checkStrict(data, reflect.TypeOf(v)); serr != nil {
+			return serr // "did you mean", duplicates: more to the point
+		}
 		return Errorf(CodeInvalidArgument, "request body: %s", jsonMessage(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Errorf(CodeInvalidArgument, "request body: trailing data after the JSON object")
 	}
-	return nil
+	// The body is valid JSON now: check its names quickly, falling back
+	// to the token walk for names with escapes, then the decoded strings.
+	if err := checkNames(data, reflect.TypeOf(v)); err != nil {
+		if !errors.Is(err, errSlow) {
+			return err
+		}
+		if err := checkStrict(data, reflect.TypeOf(v)); err != nil {
+			return err
+		}
+	}
+	return checkStrings(reflect.ValueOf(v), nil)
 }
 
 func jsonMessage(err error) string {

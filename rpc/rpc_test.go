@@ -172,3 +172,38 @@ func TestAsErrorAndErrorMsg(t *testing.T) {
 		t.Errorf("body %s (%v), want %+v", msg.Data, err, *e)
 	}
 }
+
+// FuzzStrictFastPath: the byte scan of names and the check of decoded
+// strings refuse exactly what the token walk refuses.
+func FuzzStrictFastPath(f *testing.F) {
+	for _, s := range []string{`{}`, `{"cidr":"a","cidr":"b"}`, `{"CIDR":"a"}`, `{"label":"\u0000"}`, `{"label":"\ud800"}`,
+		`{"requested_networks":[{"network":"a","Network":"b"}]}`, `{"\u0063idr":"x"}`, `{"macs":["a","\u0000"]}`,
+		`{"requested_networks":[{"network":"a"},{"network":"b","address":"c"}],"project_id":"p"}`,
+		`{"enable_dhcp":true,"priority":1}`, `{"priority":null,"label":"x\"y"}`, `{"label":"\\"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) || !utf8.Valid(data) {
+			return
+		}
+		for _, v := range requestTypes() {
+			dec := json.NewDecoder(strings.NewReader(string(data)))
+			dec.DisallowUnknownFields()
+			if dec.Decode(v) != nil {
+				continue
+			}
+			typ := reflect.TypeOf(v)
+			slow := checkStrict(data, typ)
+			fast := checkNames(data, typ)
+			if errors.Is(fast, errSlow) {
+				fast = slow
+			}
+			if fast == nil {
+				fast = checkStrings(reflect.ValueOf(v), nil)
+			}
+			if (fast == nil) != (slow == nil) {
+				t.Fatalf("%T %q: fast path %v, token walk %v", v, data, fast, slow)
+			}
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -185,4 +186,246 @@ func invalidUTF8At(data []byte) int {
 		i += n
 	}
 	return len(data)
+}
+
+// errSlow: checkNames met a name with an escape; checkStrict decides.
+var errSlow = errors.New("escaped name")
+
+// jsonPath is where a value is in the body, built into a string only for
+// an error message: a member name of an object or an index of an array.
+type jsonPath struct {
+	up    *jsonPath
+	name  string
+	index int // for an array element, with name ""
+}
+
+func (p *jsonPath) String() string {
+	if p == nil {
+		return ""
+	}
+	up := p.up.String()
+	switch {
+	case p.name == "":
+		return up + "[" + strconv.Itoa(p.index) + "]"
+	case up == "":
+		return p.name
+	}
+	return up + "." + p.name
+}
+
+// field is the innermost member name: the request field to blame.
+func (p *jsonPath) field() string {
+	for ; p != nil; p = p.up {
+		if p.name != "" {
+			return p.name
+		}
+	}
+	return ""
+}
+
+// checkNames is checkStrict's check of member names (duplicates, case)
+// for a body already known to be valid JSON, without allocating per
+// token: a byte scan beside the Go type. Names with a backslash escape are
+// left to checkStrict (errSlow).
+func checkNames(data []byte, t reflect.Type) error {
+	s := nameScanner{data: data}
+	s.ws()
+	return s.value(t, nil)
+}
+
+type nameScanner struct {
+	data []byte
+	i    int
+}
+
+func (s *nameScanner) ws() {
+	for s.i < len(s.data) {
+		switch s.data[s.i] {
+		case ' ', '\t', '\r', '\n':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// str skips a string starting at s.i and returns its raw contents and
+// whether they hold an escape.
+func (s *nameScanner) str() ([]byte, bool) {
+	s.i++ // opening quote
+	start, esc := s.i, false
+	for s.i < len(s.data) {
+		switch s.data[s.i] {
+		case '\\':
+			esc = true
+			s.i += 2
+			continue
+		case '"':
+			raw := s.data[start:s.i]
+			s.i++
+			return raw, esc
+		}
+		s.i++
+	}
+	return s.data[start:], esc
+}
+
+func (s *nameScanner) value(t reflect.Type, path *jsonPath) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if s.i >= len(s.data) {
+		return nil
+	}
+	switch s.data[s.i] {
+	case '{':
+		return s.object(t, path)
+	case '[':
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		s.i++
+		for n := 0; ; n++ {
+			s.ws()
+			if s.i >= len(s.data) || s.data[s.i] == ']' {
+				s.i++
+				return nil
+			}
+			if err := s.value(elem, &jsonPath{up: path, index: n}); err != nil {
+				return err
+			}
+			s.ws()
+			if s.i < len(s.data) && s.data[s.i] == ',' {
+				s.i++
+			}
+		}
+	case '"':
+		s.str()
+	default: // number, true, false, null
+		for s.i < len(s.data) {
+			switch s.data[s.i] {
+			case ',', '}', ']', ' ', '\t', '\r', '\n':
+				return nil
+			}
+			s.i++
+		}
+	}
+	return nil
+}
+
+func (s *nameScanner) object(t reflect.Type, path *jsonPath) error {
+	var fields map[string]reflect.Type
+	if t != nil && t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(unmarshalerType) {
+		fields = jsonFields(t)
+	}
+	var seenBuf [16][]byte
+	seen := seenBuf[:0]
+	s.i++
+	for {
+		s.ws()
+		if s.i >= len(s.data) || s.data[s.i] == '}' {
+			s.i++
+			return nil
+		}
+		key, esc := s.str()
+		if esc {
+			return errSlow
+		}
+		here := func() string { return (&jsonPath{up: path, name: string(key)}).String() }
+		for _, k := range seen {
+			if bytes.Equal(k, key) {
+				return Errorf(CodeInvalidArgument, "request body: field %q given twice", here())
+			}
+		}
+		seen = append(seen, key)
+		var ft reflect.Type
+		switch {
+		case fields != nil:
+			var ok bool
+			if ft, ok = fields[string(key)]; !ok {
+				for name := range fields {
+					if strings.EqualFold(name, string(key)) {
+						return Errorf(CodeInvalidArgument, "request body: unknown field %q: names are case-sensitive; did you mean %q?", here(), name)
+					}
+				}
+				return Errorf(CodeInvalidArgument, "request body: unknown field %q", here())
+			}
+		case t != nil && t.Kind() == reflect.Map:
+			ft = t.Elem()
+		}
+		s.ws()
+		s.i++ // ':'
+		s.ws()
+		var child *jsonPath
+		if ft != nil && (ft.Kind() == reflect.Struct || ft.Kind() == reflect.Slice || ft.Kind() == reflect.Pointer || ft.Kind() == reflect.Map) {
+			child = &jsonPath{up: path, name: string(key)}
+		}
+		if err := s.value(ft, child); err != nil {
+			return err
+		}
+		s.ws()
+		if s.i < len(s.data) && s.data[s.i] == ',' {
+			s.i++
+		}
+	}
+}
+
+// checkStrings refuses a NUL byte or U+FFFD in any string of a decoded
+// request: every string of the body is in it, since unknown members are
+// refused. U+FFFD is also what the decoder puts for an unpaired surrogate
+// escape.
+func checkStrings(v reflect.Value, path *jsonPath) error {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return checkStrings(v.Elem(), path)
+		}
+	case reflect.String:
+		if str := v.String(); strings.IndexByte(str, 0) >= 0 || strings.ContainsRune(str, utf8.RuneError) {
+			return checkString(path.String(), path.field(), str)
+		}
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			if err := checkStrings(v.Index(i), &jsonPath{up: path, index: i}); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			p := &jsonPath{up: path, name: fmt.Sprint(iter.Key().Interface())}
+			if err := checkStrings(iter.Key(), p); err != nil {
+				return err
+			}
+			if err := checkStrings(iter.Value(), p); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			if !sf.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+			if name == "-" {
+				continue
+			}
+			if sf.Anonymous && name == "" {
+				if err := checkStrings(v.Field(i), path); err != nil {
+					return err
+				}
+				continue
+			}
+			if name == "" {
+				name = sf.Name
+			}
+			if err := checkStrings(v.Field(i), &jsonPath{up: path, name: name}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -69,7 +69,8 @@ func TestPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := hostnet.Record{NetworkID: 1, Driver: "vlan", Bridge: "br101", BridgeOwned: true, Segment: "vxlan101", DHCP: "br101"}
+	want := hostnet.Record{NetworkID: 1, Driver: "vlan", Bridge: "br101", BridgeOwned: true, Segment: "vxlan101", DHCP: "br101",
+		Gateway: netip.MustParsePrefix("10.1.0.1/24")}
 	if rec != want {
 		t.Errorf("Plan = %+v, want %+v", rec, want)
 	}

@@ -187,9 +187,10 @@ dnsmasq and writes iptables rules, all in chains it owns.
 Drivers:
   flat      uses the operator's bridge (the network's bridge); creates nothing
             and fails clearly when the bridge is missing. No DHCP.
-  flatdhcp  a bridge per network with the flat interface enslaved (its
+  flatdhcp  the network's bridge with the flat interface enslaved (its
             addresses and routes moved onto the bridge), the gateway address,
-            and one dnsmasq per network.
+            and one dnsmasq per bridge with a DHCP range per network on it
+            (networks may share a bridge: br100 by default).
   vlan      per project network a VLAN link vlan<ID> on the VLAN interface
             (or, with --vlan-segment vxlan, a VXLAN link vxlan<ID> with
             VNI = VLAN ID), enslaved to its own bridge, the gateway address,

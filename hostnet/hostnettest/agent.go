@@ -70,13 +70,14 @@ func (a *Agent) Converge(ctx context.Context, nets []rpc.HostNetwork) ([]string,
 		plans[n.ID] = rec
 		parsed = append(parsed, p)
 	}
+	parsed = hostnet.ShareBridges(parsed)
 	var changes []string
 	for _, id := range slices.Sorted(maps.Keys(a.Records)) {
 		rec := a.Records[id]
 		if p, ok := plans[id]; ok && p == rec {
 			continue
 		}
-		c, err := a.Driver.Teardown(ctx, rec)
+		c, err := hostnet.TeardownAmong(ctx, a.Driver.Driver, rec, parsed)
 		changes = append(changes, c...)
 		if err != nil {
 			return changes, err

@@ -135,19 +135,6 @@ func addAddr(lk *Link, p netip.Prefix) {
 	}
 }
 
-// EnsureAddr follows link.Manager.EnsureAddr.
-func (l *Links) EnsureAddr(ctx context.Context, dev string, p netip.Prefix) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.Calls = append(l.Calls, "EnsureAddr "+dev)
-	lk, ok := l.links[dev]
-	if !ok {
-		return fmt.Errorf("link %s: %w", dev, link.ErrNotFound)
-	}
-	addAddr(lk, p)
-	return nil
-}
-
 // Enslave follows link.Manager.Enslave, moving IPv4 addresses with
 // MoveAddrs.
 func (l *Links) Enslave(ctx context.Context, bridge, iface string, o link.EnslaveOptions) error {
@@ -243,6 +230,37 @@ func (l *Links) Delete(ctx context.Context, name string) error {
 	l.Calls = append(l.Calls, "Delete "+name)
 	l.del(name)
 	return nil
+}
+
+// DelAddr follows link.Manager.DelAddr.
+func (l *Links) DelAddr(ctx context.Context, dev string, p netip.Prefix) error {
+	if err := ifname.Validate(dev); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.Calls = append(l.Calls, "DelAddr "+dev+" "+p.String())
+	if lk, ok := l.links[dev]; ok {
+		lk.Addrs = slices.DeleteFunc(lk.Addrs, func(a netip.Prefix) bool { return a == p })
+	}
+	return nil
+}
+
+// Ports follows link.Manager.Ports.
+func (l *Links) Ports(ctx context.Context, bridge string) ([]string, error) {
+	if err := ifname.Validate(bridge); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for n, lk := range l.links {
+		if lk.Master == bridge {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 func (l *Links) del(name string) {

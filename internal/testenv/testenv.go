@@ -1,10 +1,14 @@
 // Package testenv starts what integration tests need: a fresh PostgreSQL
 // database (see pgtest), an in-process nats-server on a random port, and
-// manager replicas serving on it.
+// manager replicas serving on it. StartSecure's server refuses anonymous
+// clients and applies natsauth's permissions, as deployed; Start's lets
+// anyone do anything, for tests that watch or stand in for the manager.
 package testenv
 
 import (
 	"context"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,8 +17,10 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"novanet/client"
+	"novanet/internal/natsconn"
 	"novanet/internal/pgtest"
 	"novanet/manager"
+	"novanet/natsauth"
 	"novanet/natsembed"
 )
 
@@ -29,6 +35,63 @@ type Env struct {
 	Config manager.Config
 	// Manager is the first replica, for calls tests make directly.
 	Manager *manager.Manager
+
+	// With StartSecure: the identities, and the server that reloads them.
+	creds *natsauth.Store
+	ns    *natsembed.Server
+	mu    sync.Mutex
+}
+
+// StartSecure is Start on a server with natsauth's identities and
+// permissions: the managers connect as a manager identity, Client and
+// Connect as an operator, and NKey issues more (an agent's, say).
+func StartSecure(t testing.TB, mode manager.Mode) *Env {
+	t.Helper()
+	pool, dbURL := pgtest.NewDB(t)
+	store := &natsauth.Store{Dir: t.TempDir()}
+	for _, id := range []struct {
+		kind natsauth.Kind
+		name string
+	}{{natsauth.KindManager, "m"}, {natsauth.KindOperator, "test"}} {
+		if _, err := store.Add(id.kind, id.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return start(t, manager.Config{Mode: mode}, pool, dbURL, store)
+}
+
+// NKey returns the seed file of identity kind.name, issuing it (and
+// reloading the server) the first time; "" on a Start server, which needs
+// none.
+func (e *Env) NKey(t testing.TB, kind natsauth.Kind, name string) string {
+	t.Helper()
+	if e.creds == nil {
+		return ""
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, err := os.Stat(e.creds.PubPath(kind, name)); err == nil {
+		return e.creds.SeedPath(kind, name)
+	}
+	if _, err := e.creds.Add(kind, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ns.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	return e.creds.SeedPath(kind, name)
+}
+
+// ConnectAs opens a connection as identity kind.name (see NKey), closed at
+// the end of the test.
+func (e *Env) ConnectAs(t testing.TB, kind natsauth.Kind, name string) *nats.Conn {
+	t.Helper()
+	nc, err := natsconn.Options{NKey: e.NKey(t, kind, name)}.Connect(e.NATSURL, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 // Start gives the test a database, a NATS server and one manager in mode.
@@ -49,21 +112,34 @@ func StartConfig(t testing.TB, cfg manager.Config) *Env {
 // own, say: pgtest.NewServer).
 func StartOn(t testing.TB, cfg manager.Config, pool *pgxpool.Pool, dbURL string) *Env {
 	t.Helper()
+	return start(t, cfg, pool, dbURL, nil)
+}
+
+func start(t testing.TB, cfg manager.Config, pool *pgxpool.Pool, dbURL string, creds *natsauth.Store) *Env {
+	t.Helper()
 	mode := cfg.Mode
-	ns, err := natsembed.Start("127.0.0.1:0")
+	var opts []natsembed.Option
+	if creds != nil {
+		opts = append(opts, natsembed.WithAuthFile(creds.ConfigPath()))
+	}
+	ns, err := natsembed.Start("127.0.0.1:0", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	e := &Env{Pool: pool, DBURL: dbURL, NATSURL: ns.ClientURL(), Mode: mode, Config: cfg}
+	e := &Env{Pool: pool, DBURL: dbURL, NATSURL: ns.ClientURL(), Mode: mode, Config: cfg, creds: creds, ns: ns}
 	e.Manager = e.AddManager(t, "")
 	e.Client = client.New(e.Connect(t), 20*time.Second)
 	return e
 }
 
-// Connect opens a NATS connection closed at the end of the test.
+// Connect opens a NATS connection closed at the end of the test: an
+// operator's with StartSecure.
 func (e *Env) Connect(t testing.TB) *nats.Conn {
 	t.Helper()
+	if e.creds != nil {
+		return e.ConnectAs(t, natsauth.KindOperator, "test")
+	}
 	nc, err := nats.Connect(e.NATSURL, nats.Name(t.Name()))
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +169,13 @@ func (e *Env) AddManager(t testing.TB, version string) *manager.Manager {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := m.Serve(ctx, e.Connect(t))
+	var nc *nats.Conn
+	if e.creds != nil {
+		nc = e.ConnectAs(t, natsauth.KindManager, "m")
+	} else {
+		nc = e.Connect(t)
+	}
+	svc, err := m.Serve(ctx, nc)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

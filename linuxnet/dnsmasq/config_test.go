@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -69,6 +70,57 @@ func TestRenderGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden.Check(t, "opts.golden", opts)
+}
+
+// sharedConfig is the dnsmasq of br100 with the three flat networks of the
+// README's First steps (netadm network create 10.0.0.0/8 3 16).
+func sharedConfig() Config {
+	return Config{
+		Name: "br100", Interface: "br100", Domain: "novalocal", LeaseTime: 24 * time.Hour,
+		Gateway: netip.MustParsePrefix("10.0.0.1/28"), RangeStart: netip.MustParseAddr("10.0.0.2"),
+		Dir:          "/var/lib/novanet/dnsmasq/br100",
+		EventCommand: []string{"/usr/bin/network-host", "dhcp-event"},
+		Extra: []Range{
+			{Tag: "network-2", Gateway: netip.MustParsePrefix("10.0.0.17/28"), RangeStart: netip.MustParseAddr("10.0.0.18"),
+				DNS: []netip.Addr{netip.MustParseAddr("192.0.2.53")}},
+			{Tag: "network-3", Gateway: netip.MustParsePrefix("10.0.0.33/28"), RangeStart: netip.MustParseAddr("10.0.0.34"), MTU: 1400},
+		},
+	}
+}
+
+func TestRenderSharedBridgeGolden(t *testing.T) {
+	conf, err := RenderConfig(sharedConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "dnsmasq-shared.conf.golden", conf)
+	hosts, err := RenderHosts([]Host{
+		{MAC: mac("fa:16:3e:00:00:21"), IP: netip.MustParseAddr("10.0.0.34")},
+		{MAC: mac("fa:16:3e:00:00:11"), IP: netip.MustParseAddr("10.0.0.18")},
+		{MAC: mac("fa:16:3e:00:00:01"), IP: netip.MustParseAddr("10.0.0.2")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "hosts-shared.golden", hosts)
+
+	mut := map[string]func(*Config){
+		"overlap":   func(c *Config) { c.Extra[1].Gateway = netip.MustParsePrefix("10.0.0.20/28") },
+		"dup tag":   func(c *Config) { c.Extra[1].Tag = "network-2" },
+		"first tag": func(c *Config) { c.Extra[0].Tag = c.Tag() },
+		"bad tag":   func(c *Config) { c.Extra[0].Tag = "a,b" },
+		"range out": func(c *Config) { c.Extra[0].RangeStart = netip.MustParseAddr("10.0.0.40") },
+		"mtu":       func(c *Config) { c.Extra[1].MTU = 100 },
+		"dns v6":    func(c *Config) { c.Extra[0].DNS = []netip.Addr{netip.MustParseAddr("fd00::1")} },
+	}
+	for name, f := range mut {
+		c := sharedConfig()
+		c.Extra = slices.Clone(c.Extra)
+		f(&c)
+		if _, err := RenderConfig(c); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
+		}
+	}
 }
 
 func TestValidateRejects(t *testing.T) {

@@ -210,12 +210,22 @@ func (s *Server) Stop(ctx context.Context) error {
 	return s.stop(ctx, pid)
 }
 
+// stop sends SIGTERM to pid (checked to be ours) and waits until the
+// process has exited, not merely stopped looking like our dnsmasq: an
+// exiting process loses its /proc/PID/cmdline (its memory) before it
+// closes its sockets, and a dnsmasq started in between finds port 67 still
+// bound ("failed to create listening socket ... Address already in use").
+// Gone means no /proc/PID, a zombie, or another process under the pid.
 func (s *Server) stop(ctx context.Context, pid int) error {
+	start, alive := startTime(pid)
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("dnsmasq %s: pid %d: sigterm: %w", s.cfg.Name, pid, err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for ours(pid, s.paths.Conf) {
+	for alive {
+		if st, ok := startTime(pid); !ok || st != start {
+			break
+		}
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			deadline = time.Now().Add(5 * time.Second)
@@ -230,6 +240,26 @@ func (s *Server) stop(ctx context.Context, pid int) error {
 		return fmt.Errorf("dnsmasq %s: %w", s.cfg.Name, err)
 	}
 	return nil
+}
+
+// startTime returns the start time of pid (field 22 of /proc/PID/stat, in
+// clock ticks since boot), and false when the process is gone or a zombie:
+// a zombie has closed its files.
+func startTime(pid int) (string, bool) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return "", false
+	}
+	// After "(comm)": state is field 3, starttime field 22.
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return "", false
+	}
+	return f[19], true
 }
 
 // writeAtomic writes content to path through a temporary file in the same

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -465,6 +466,36 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("link %s: delete: %w", name, err)
 	}
 	return nil
+}
+
+// Ports returns the names of the links whose master is bridge, sorted; a
+// missing bridge has none.
+func (m *Manager) Ports(ctx context.Context, bridge string) ([]string, error) {
+	if err := ifname.Validate(bridge); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	br, err := m.byName(bridge)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ls, err := m.h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: list links: %w", bridge, err)
+	}
+	var out []string
+	for _, l := range ls {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 func family(a netip.Addr) int {

@@ -1,0 +1,124 @@
+package e2e_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"novanet/internal/testenv"
+	"novanet/linuxnet/nstest"
+	"novanet/rpc"
+)
+
+// sharedVM is one instance of TestSharedBridge: on its own network, all of
+// them on br100.
+type sharedVM struct {
+	inst string
+	vif  rpc.VIF
+	vm   *nstest.VM
+}
+
+func (s sharedVM) addr() string    { return s.vif.FixedIPs[0].Address }
+func (s sharedVM) gateway() string { return s.vif.FixedIPs[0].Gateway }
+
+// TestSharedBridge follows the README's First steps on a flatdhcp host:
+// three flat networks, all on br100 (netadm network create 10.0.0.0/8 3
+// 16). A VM on each gets its address by DHCP from the bridge's one dnsmasq
+// and pings its gateway; deleting one network leaves the others' VMs
+// working (the bridge and dnsmasq stay, the others' DHCP too); and when
+// br100 is deleted behind the agent's back, the next convergence makes it
+// again with the VMs' ports back on it.
+func TestSharedBridge(t *testing.T) {
+	nstest.RequireRoot(t)
+	env := testenv.Start(t, "flatdhcp")
+	hv := nstest.New(t)
+	ag := newAgent(t, env, hv, "hv1", "flatdhcp", "--routing-source-ip", "192.0.2.10")
+	ag.start()
+	ag.waitRegistered()
+
+	nets, err := env.Client.CreateNetworks(ctx, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/8", NumNetworks: 3, NetworkSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nets {
+		if n.Bridge != "br100" {
+			t.Fatalf("network %d on bridge %q, want the default br100", n.ID, n.Bridge)
+		}
+	}
+	vms := make([]sharedVM, len(nets))
+	for i, n := range nets {
+		inst := uuid.NewString()
+		var info rpc.NetworkInfo
+		if err := env.Client.Call(ctx, rpc.MethodAllocateForInstance, rpc.AllocateForInstanceRequest{InstanceUUID: inst,
+			ProjectID: "p1", Host: "hv1", RequestedNetworks: []rpc.RequestedNetwork{{Network: fmt.Sprint(n.ID)}}}, &info); err != nil {
+			t.Fatal(err)
+		}
+		if len(info.VIFs) != 1 || len(info.VIFs[0].FixedIPs) != 1 {
+			t.Fatalf("allocate on network %d: %+v, want one interface with one address", n.ID, info)
+		}
+		vms[i] = sharedVM{inst: inst, vif: info.VIFs[0]}
+	}
+	nstest.Eventually(t, 30*time.Second, "br100 made by the agent", func() bool { return hasLink(hv, "br100") })
+	for i := range vms {
+		vms[i].vm = newVM(t, hv, "br100", fmt.Sprintf("tap%d", i+1), vms[i].vif.MAC)
+		vms[i].vm.StartDHCP(t)
+	}
+	for _, s := range vms {
+		nstest.Eventually(t, 30*time.Second, fmt.Sprintf("VM on network %d has address %s", s.vif.Network.ID, s.addr()),
+			func() bool { return s.vm.Addr(t) == s.addr() })
+		if !s.vm.Ping(s.gateway()) {
+			t.Errorf("the VM on network %d cannot ping its gateway %s", s.vif.Network.ID, s.gateway())
+		}
+	}
+	if pids, err := topProcesses(hv); err != nil || len(pids) != 1 {
+		t.Errorf("dnsmasq processes %v (%v), want one for br100", pids, err)
+	}
+
+	// The last network goes: its instance, its address, then the network.
+	gone := vms[2]
+	if err := env.Client.Call(ctx, rpc.MethodDeallocateForInstance, rpc.InstanceRequest{InstanceUUID: gone.inst}, nil); err != nil {
+		t.Fatal(err)
+	}
+	gone.vm.StopDHCP()
+	nstest.Eventually(t, 30*time.Second, gone.addr()+" free after the DHCP release", func() bool {
+		f := fixedIP(t, env, gone.addr())
+		return f.InstanceUUID == "" && !f.Allocated
+	})
+	if _, err := env.Client.DeleteNetwork(ctx, fmt.Sprint(gone.vif.Network.ID)); err != nil {
+		t.Fatal(err)
+	}
+	nstest.Eventually(t, 30*time.Second, "the deleted network's range gone from br100's dnsmasq", func() bool {
+		return !slices.Contains(hostsFileMACs(ag, "br100"), gone.vif.MAC)
+	})
+	if _, err := env.Client.ConvergeHost(ctx, "hv1"); err != nil {
+		t.Fatal(err)
+	}
+	if !hasLink(hv, "br100") {
+		t.Fatal("br100 deleted with the first of its three networks")
+	}
+	for _, s := range vms[:2] {
+		if !s.vm.Ping(s.gateway()) {
+			t.Errorf("after deleting network %d, the VM on network %d cannot ping its gateway %s",
+				gone.vif.Network.ID, s.vif.Network.ID, s.gateway())
+		}
+		// And DHCP still answers it: a fresh client gets the address again.
+		if ok, out := s.vm.DHCP(t, "5"); !ok {
+			t.Errorf("after deleting network %d, the VM on network %d gets no lease:\n%s", gone.vif.Network.ID, s.vif.Network.ID, out)
+		}
+	}
+
+	// br100 deleted behind the agent's back: converged, it comes back with
+	// the VMs' ports.
+	hv.Run(t, "ip", "link", "del", "br100")
+	if _, err := env.Client.ConvergeHost(ctx, "hv1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range vms[:2] {
+		if !s.vm.Ping(s.gateway()) {
+			t.Errorf("after br100 was made again, the VM on network %d cannot ping its gateway %s", s.vif.Network.ID, s.gateway())
+		}
+	}
+}
