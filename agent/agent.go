@@ -181,9 +181,10 @@ func (r Report) err() error { return errors.Join(r.Errors...) }
 // network it should serve is set up, every network of ours it should not
 // serve is torn down (from the records, even when the manager no longer
 // knows the network), and the firewall and floating addresses match. One
-// network's failure does not stop the others; the error says how many
-// failed. A network the host cannot use (hostnet.ParseNetwork refuses it)
-// is an error of the report; its record, if any, stays.
+// network's failure does not stop the others; the error joins every
+// failure. A network the host cannot use (hostnet.ParseNetwork refuses it)
+// is an error of the report; what was made for it stays, its record and
+// its firewall rules from the last state that parsed included.
 func (a *Agent) Converge(ctx context.Context) (Report, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -203,6 +204,11 @@ func (a *Agent) Converge(ctx context.Context) (Report, error) {
 		listed[n.ID] = true
 	}
 	want := map[int64]hostnet.Network{}
+	for id := range listed {
+		if old, ok := a.desired[id]; ok {
+			want[id] = old // replaced below unless it no longer parses
+		}
+	}
 	for _, n := range nets {
 		want[n.ID] = n
 	}

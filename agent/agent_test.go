@@ -377,3 +377,24 @@ func TestReportKeepsItsErrors(t *testing.T) {
 		t.Errorf("changes %v, want br2 made", rep.Changes)
 	}
 }
+
+// A network that no longer parses keeps what was made for it: its record,
+// its links and its firewall rules.
+func TestUnparsableNetworkKeepsWhatWasMade(t *testing.T) {
+	ctx := context.Background()
+	a, mgr, drv, host := newTestAgent(t, t.TempDir())
+	mgr.state.Networks = nets("br1", "br2")
+	if _, err := a.Converge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mgr.state.Networks[1].CIDR = "10.2.0.0/99"
+	if _, err := a.Converge(ctx); !errors.Is(err, hostnet.ErrInvalidNetwork) {
+		t.Fatalf("converge with a bad network = %v, want ErrInvalidNetwork", err)
+	}
+	if drv.made[2] != "br2" || !slices.Equal(recordIDs(t, a), []int64{1, 2}) {
+		t.Errorf("made %v, records %v; want network 2 kept", drv.made, recordIDs(t, a))
+	}
+	if last := host.applied[len(host.applied)-1]; !slices.Equal(last, []int64{1, 2}) {
+		t.Errorf("firewall applied for %v, want [1 2]", last)
+	}
+}

@@ -135,19 +135,6 @@ func addAddr(lk *Link, p netip.Prefix) {
 	}
 }
 
-// EnsureAddr follows link.Manager.EnsureAddr.
-func (l *Links) EnsureAddr(ctx context.Context, dev string, p netip.Prefix) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.Calls = append(l.Calls, "EnsureAddr "+dev)
-	lk, ok := l.links[dev]
-	if !ok {
-		return fmt.Errorf("link %s: %w", dev, link.ErrNotFound)
-	}
-	addAddr(lk, p)
-	return nil
-}
-
 // Enslave follows link.Manager.Enslave, moving IPv4 addresses with
 // MoveAddrs.
 func (l *Links) Enslave(ctx context.Context, bridge, iface string, o link.EnslaveOptions) error {
