@@ -60,13 +60,36 @@ func (m *Manager) RegisterHost(ctx context.Context, req rpc.RegisterHostRequest)
 		RETURNING `+hostColumns, aliveWindow.Seconds(), req.Host, req.Driver, req.Version))
 }
 
-// ListHosts returns every registered agent.
-func (m *Manager) ListHosts(ctx context.Context) ([]rpc.HostInfo, error) {
-	rows, err := m.pool.Query(ctx, `SELECT `+hostColumns+` FROM hosts ORDER BY name`, aliveWindow.Seconds())
+// ListHosts returns a page of the registered agents, in name order.
+func (m *Manager) ListHosts(ctx context.Context, req rpc.ListHostsRequest) (rpc.HostsReply, error) {
+	limit, err := pageLimit(req.Limit)
 	if err != nil {
-		return nil, err
+		return rpc.HostsReply{}, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (rpc.HostInfo, error) { return scanHost(r) })
+	if req.Cursor != "" {
+		if err := rpc.ValidateHostName(req.Cursor); err != nil {
+			return rpc.HostsReply{}, &rpc.Error{Code: rpc.CodeInvalidArgument, Field: "cursor",
+				Message: "cursor (the next_cursor of a reply): " + err.Error()}
+		}
+	}
+	rows, err := m.pool.Query(ctx, `SELECT `+hostColumns+` FROM hosts WHERE name > $2 ORDER BY name LIMIT $3`,
+		aliveWindow.Seconds(), req.Cursor, limit+1)
+	if err != nil {
+		return rpc.HostsReply{}, err
+	}
+	hs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rpc.HostInfo, error) { return scanHost(r) })
+	if err != nil {
+		return rpc.HostsReply{}, err
+	}
+	r := rpc.HostsReply{Hosts: hs}
+	if r.Hosts == nil {
+		r.Hosts = []rpc.HostInfo{}
+	}
+	if len(hs) > limit {
+		r.Hosts = hs[:limit]
+		r.NextCursor = hs[limit-1].Name
+	}
+	return r, nil
 }
 
 // hostNetworksSQL selects the ids of the networks a host ($1) serves: the
@@ -271,11 +294,11 @@ func (m *Manager) notify(method string, targets []hostTarget) {
 }
 
 func (m *Manager) handleListHosts(ctx context.Context, data []byte) (any, error) {
-	if err := rpc.Decode(data, &struct{}{}); err != nil {
+	var req rpc.ListHostsRequest
+	if err := rpc.Decode(data, &req); err != nil {
 		return nil, err
 	}
-	hs, err := m.ListHosts(ctx)
-	return rpc.HostsReply{Hosts: hs}, err
+	return m.ListHosts(ctx, req)
 }
 
 // hostHandlerFunc serves a host-facing method for the host named in the
