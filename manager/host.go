@@ -92,17 +92,22 @@ func (m *Manager) ListHosts(ctx context.Context, req rpc.ListHostsRequest) (rpc.
 	return r, nil
 }
 
-// hostNetworksSQL selects the ids of the networks a host ($1) serves: the
-// single-host networks assigned to it, and the multi-host networks with an
-// instance address on it (held until the DHCP release, so that dnsmasq is
-// still there to report it). Both come from indexes on the host
-// (networks_host_idx, fixed_ips_host_idx): it reads the host's rows, not
-// the cloud's.
+// hostNetworksSQL selects the ids of the networks a host ($1) has: the
+// single-host networks assigned to it, and every network with an instance
+// address on it (held until the DHCP release, so that dnsmasq is still
+// there to report it): multi-host networks it serves, and single-host
+// networks served by another host, of which it only carries layer 2
+// (hostLayer2Only), as nova-network plugged every compute host into the
+// network's VLAN. Both come from indexes on the host (networks_host_idx,
+// fixed_ips_host_idx): it reads the host's rows, not the cloud's.
 const hostNetworksSQL = `
 	SELECT id FROM networks WHERE host = $1 AND NOT multi_host
 	UNION
-	SELECT f.network_id FROM fixed_ips f JOIN networks m ON m.id = f.network_id
-	WHERE f.host = $1 AND f.instance_uuid IS NOT NULL AND m.multi_host`
+	SELECT f.network_id FROM fixed_ips f WHERE f.host = $1 AND f.instance_uuid IS NOT NULL`
+
+// hostLayer2Only is true for a network of hostNetworksSQL that the host
+// ($1) does not serve: single-host, served by another host (or none yet).
+const hostLayer2Only = `(NOT n.multi_host AND n.host IS DISTINCT FROM $1)`
 
 // dhcpHostsSQL is the JSON array of the DHCP hosts of network n that the
 // host ($1) serves, from the addresses that WHERE picks. The MAC is looked
@@ -124,18 +129,21 @@ const allocatedOnHost = `f.allocated IS NOT FALSE`
 
 // hostStateNetworksSQL lists the networks of a host ($1), or only network
 // $2 when it is not 0, with their DHCP hosts: every allocated address of a
-// single-host network (fixed_ips_allocated_idx), and the host's own of a
-// multi-host network (fixed_ips_host_idx; allocation sets instance_uuid
-// with allocated).
+// single-host network it serves (fixed_ips_allocated_idx), the host's own
+// of a multi-host network (fixed_ips_host_idx; allocation sets
+// instance_uuid with allocated), none of a network it only carries at
+// layer 2.
 var hostStateNetworksSQL = `
 	SELECT n.id, n.label, n.cidr::text, host(n.netmask), coalesce(host(n.gateway), ''), host(n.broadcast),
 		coalesce(host(n.dhcp_start), ''), array_remove(ARRAY[host(n.dns1), host(n.dns2)], NULL),
 		coalesce(n.vlan, 0), coalesce(n.bridge, ''), coalesce(n.bridge_interface, ''), n.multi_host,
 		coalesce(n.mtu, 0), n.enable_dhcp, coalesce(host(n.vpn_public_address), ''),
 		coalesce(n.vpn_public_port, 0), coalesce(host(n.vpn_private_address), ''),
-		coalesce(CASE WHEN n.multi_host
+		coalesce(CASE WHEN ` + hostLayer2Only + ` THEN NULL
+			WHEN n.multi_host
 			THEN ` + dhcpHostsSQL(`f.host = $1 AND f.network_id = n.id AND f.instance_uuid IS NOT NULL AND `+allocatedOnHost) + `
-			ELSE ` + dhcpHostsSQL(`f.network_id = n.id AND f.allocated`) + ` END, '[]')
+			ELSE ` + dhcpHostsSQL(`f.network_id = n.id AND f.allocated`) + ` END, '[]'),
+		` + hostLayer2Only + `
 	FROM networks n
 	WHERE n.id IN (` + hostNetworksSQL + `) AND ($2 = 0 OR n.id = $2)
 	ORDER BY n.id`
@@ -164,6 +172,13 @@ var hostFloatingSQL = `
 		WHERE f.host = $1 AND f.instance_uuid IS NOT NULL AND ` + allocatedOnHost + ` AND n.multi_host) x
 	ORDER BY a`
 
+// hostStateSettings is run first in HostState's transaction. The planner
+// costs the DHCP hosts of every network a host has an address on as if it
+// served them all (it cannot know which it only carries at layer 2): on a
+// large cloud the estimate passes jit_above_cost, and compiling would
+// cost more than the few hundred rows the statement reads.
+const hostStateSettings = `SET LOCAL jit = off`
+
 // HostState returns what a host should have. With networkID set, only that
 // network (absent when the host should not have it).
 func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.HostState, error) {
@@ -173,6 +188,9 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 	st := rpc.HostState{Host: req.Host, Mode: string(m.cfg.Mode), Networks: []rpc.HostNetwork{},
 		FloatingIPs: []rpc.HostFloatingIP{}, Partial: req.NetworkID != 0}
 	err := pgx.BeginTxFunc(ctx, m.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, hostStateSettings); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, hostStateNetworksSQL, req.Host, req.NetworkID)
 		if err != nil {
 			return err
@@ -183,7 +201,7 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 		)
 		if _, err := pgx.ForEachRow(rows, []any{&n.ID, &n.Label, &n.CIDR, &n.Netmask, &n.Gateway, &n.Broadcast,
 			&n.DHCPStart, &n.DNS, &n.VLAN, &n.Bridge, &n.BridgeInterface, &n.MultiHost, &n.MTU, &n.EnableDHCP,
-			&n.VPNPublicAddress, &n.VPNPublicPort, &n.VPNPrivateAddress, &hosts}, func() error {
+			&n.VPNPublicAddress, &n.VPNPublicPort, &n.VPNPrivateAddress, &hosts, &n.Layer2Only}, func() error {
 			if err := json.Unmarshal(hosts, &n.DHCPHosts); err != nil {
 				return err
 			}
@@ -247,7 +265,12 @@ const assignHostsSQL = `
 		SELECT DISTINCT t.host, t.id FROM (
 			SELECT CASE WHEN n.multi_host THEN f.host ELSE coalesce(a.host, n.host) END AS host, n.id
 			FROM fixed_ips f JOIN networks n ON n.id = f.network_id LEFT JOIN a ON a.id = n.id
-			WHERE f.instance_uuid = $4) t
+			WHERE f.instance_uuid = $4
+			-- The instance's own host carries the layer 2 of a
+			-- single-host network served elsewhere.
+			UNION ALL
+			SELECT f.host, n.id FROM fixed_ips f JOIN networks n ON n.id = f.network_id
+			WHERE f.instance_uuid = $4 AND NOT n.multi_host) t
 		WHERE t.host IS NOT NULL`
 
 // instanceTargets returns the agents that serve an instance's addresses.

@@ -3,6 +3,7 @@ package manager_test
 import (
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"novanet/internal/dbfill"
@@ -22,7 +23,8 @@ const maxHostStateBuffers = 5000
 // TestHostStatePlans plans get_host_state's statements on a database with
 // 100,000 instances for a host that serves 300 of them: 100 of a
 // multi-host network of 60,000 shared by 600 hosts, and the 200 of its
-// own single-host network, one of 200 such networks served by 200 hosts.
+// own single-host network, one of 200 such networks served by 200 hosts
+// (and carries the layer 2 of another, for 10 of its instances).
 // With stale and with fresh statistics, no statement scans a table that
 // grows with the cloud, and run they read a few thousand pages at most. The state itself is checked against
 // the slow definition.
@@ -52,8 +54,13 @@ func TestHostStatePlans(t *testing.T) {
 		// other hosts.
 		{`UPDATE networks n SET host = 'hv-' || (SELECT count(*) FROM networks m WHERE m.id < n.id AND m.id <> $1)
 			WHERE id <> $1`, []any{multi}},
-		// 600 hosts of 100 instances each on the multi-host network.
-		{`UPDATE fixed_ips SET host = 'hv-' || (id % 600) WHERE allocated`, nil},
+		// 600 hosts of 100 instances each on the multi-host network; a
+		// single-host network's instances on its own host, but for 10
+		// of network 8's on hv-7 (which carries its layer 2 only).
+		{`UPDATE fixed_ips SET host = 'hv-' || (id % 600) WHERE allocated AND network_id = $1`, []any{multi}},
+		{`UPDATE fixed_ips f SET host = n.host FROM networks n WHERE n.id = f.network_id AND f.allocated AND n.id <> $1`, []any{multi}},
+		{`UPDATE fixed_ips SET host = 'hv-7' WHERE id IN (
+			SELECT id FROM fixed_ips WHERE network_id = $1 AND allocated ORDER BY address LIMIT 10)`, []any{singles[8].ID}},
 		// A floating IP on every seventh address.
 		{`INSERT INTO floating_ips (address, pool, project_id, fixed_ip_id)
 			SELECT '172.16.0.0'::inet + row_number() OVER (ORDER BY id), 'nova', 'p', id
@@ -68,12 +75,14 @@ func TestHostStatePlans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dhcp := map[int64]int{}
+	dhcp, layer2 := map[int64]int{}, map[int64]bool{}
 	for _, n := range st.Networks {
-		dhcp[n.ID] = len(n.DHCPHosts)
+		dhcp[n.ID], layer2[n.ID] = len(n.DHCPHosts), n.Layer2Only
 	}
-	if len(st.Networks) != 2 || dhcp[multi] != 100 || dhcp[own] != 200 {
-		t.Errorf("hv-7's state: DHCP hosts by network %v, want %d: 100 and %d: 200", dhcp, multi, own)
+	if l2 := singles[8].ID; len(st.Networks) != 3 || dhcp[multi] != 100 || dhcp[own] != 200 || dhcp[l2] != 0 ||
+		!layer2[l2] || layer2[own] || layer2[multi] {
+		t.Errorf("hv-7's state: DHCP hosts by network %v, layer 2 only %v; want %d: 100, %d: 200, %d: 0 and layer 2 only",
+			dhcp, layer2, multi, own, l2)
 	}
 	// What the host NATs, by its definition, read the slow way.
 	var floating int
@@ -96,6 +105,10 @@ func TestHostStatePlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
+	// As in get_host_state's transaction (SET LOCAL there).
+	if _, err := conn.Exec(ctx, strings.Replace(manager.HostStateSettings, "SET LOCAL", "SET", 1)); err != nil {
+		t.Fatal(err)
+	}
 	queries := manager.HostStateQueries("hv-7", multi)
 	for _, stats := range []string{"stale statistics", "after ANALYZE"} {
 		fresh := stats == "after ANALYZE"

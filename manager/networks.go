@@ -199,7 +199,9 @@ const analyzeTimeout = 30 * time.Second
 func (m *Manager) analyze(ctx context.Context, tables ...string) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), analyzeTimeout)
 	defer cancel()
-	if _, err := m.pool.Exec(actx, "ANALYZE "+strings.Join(tables, ", ")); err != nil {
+	// As the schema's owner: the runtime role may not ANALYZE
+	// (db/migrations/0006_analyze.up.sql).
+	if _, err := m.pool.Exec(actx, "SELECT novanet_analyze(VARIADIC $1::text[])", tables); err != nil {
 		m.log.Warn("analyze after bulk write", zap.Strings("tables", tables), zap.Error(err))
 	}
 }

@@ -114,7 +114,9 @@ func TestPaging(t *testing.T) {
 		addrs = append(addrs, a.String())
 	}
 	sizes, keys := pages(t, env, rpc.MethodListFixedIPs,
-		func(c string) any { return rpc.ListFixedIPsRequest{Network: big.CIDR, All: true, Limit: 300, Cursor: c} },
+		func(c string) any {
+			return rpc.ListFixedIPsRequest{Network: big.CIDR, All: true, Limit: 300, Cursor: c}
+		},
 		func(r rpc.FixedIPsReply) ([]string, string) {
 			k := make([]string, len(r.FixedIPs))
 			for i, f := range r.FixedIPs {

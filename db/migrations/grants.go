@@ -14,7 +14,8 @@ import (
 // exactly what serving needs and nothing more
 // (docs/decisions/012-runtime-role.md): SELECT, INSERT, UPDATE and DELETE
 // on every table of the schema (SELECT only on the migrations' own version
-// table), USAGE on its sequences and on the schema; whatever else it was
+// table), USAGE on its sequences and on the schema, EXECUTE on its functions
+// (novanet_analyze, which runs ANALYZE as the owner); whatever else it was
 // granted on them is revoked. It owns nothing, so it can run no DDL. Run
 // it, as the role that owns the schema, after every migration: Up's new
 // tables need it too.
@@ -57,6 +58,9 @@ func GrantRuntime(ctx context.Context, pool *pgxpool.Pool, role string) (tables 
 			"REVOKE INSERT, UPDATE, DELETE ON " + s + ".schema_migrations FROM " + r,
 			"REVOKE ALL ON ALL SEQUENCES IN SCHEMA " + s + " FROM " + r,
 			"GRANT USAGE ON ALL SEQUENCES IN SCHEMA " + s + " TO " + r,
+			// novanet_analyze, and the trigger functions, which PUBLIC
+			// may run anyway.
+			"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA " + s + " TO " + r,
 		} {
 			if _, err := tx.Exec(ctx, q); err != nil {
 				return fmt.Errorf("%s: %w", q, err)
