@@ -49,19 +49,9 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 				in.Group = g.Unmap()
 			}
 		}
-		addrs, err := m.h.AddrList(l, netlink.FAMILY_ALL)
-		if err != nil {
-			return nil, fmt.Errorf("link %s: list addresses: %w", a.Name, err)
+		if in.Addrs, err = m.globalAddrs(l); err != nil {
+			return nil, err
 		}
-		for _, ad := range addrs {
-			if ad.Scope != int(netlink.SCOPE_UNIVERSE) {
-				continue
-			}
-			if p, ok := ipNetToPrefix(ad.IPNet); ok {
-				in.Addrs = append(in.Addrs, p)
-			}
-		}
-		slices.SortFunc(in.Addrs, comparePrefix)
 		out = append(out, in)
 	}
 	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
