@@ -69,12 +69,19 @@ func (m *Manager) ListHosts(ctx context.Context) ([]rpc.HostInfo, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (rpc.HostInfo, error) { return scanHost(r) })
 }
 
-// hostNetworksWhere selects the networks a host ($1) serves: the
-// single-host networks assigned to it, and the multi-host networks with an
-// instance address on it (held until the DHCP release, so that dnsmasq is
-// still there to report it).
-const hostNetworksWhere = `((NOT n.multi_host AND n.host = $1) OR (n.multi_host AND EXISTS (
-	SELECT 1 FROM fixed_ips f WHERE f.network_id = n.id AND f.host = $1 AND f.instance_uuid IS NOT NULL)))`
+// hostNetworksWhere selects the networks a host ($1) has: the single-host
+// networks assigned to it, and every network with an instance address on
+// it (held until the DHCP release, so that dnsmasq is still there to
+// report it): multi-host networks it serves, and single-host networks
+// served by another host, of which it only carries layer 2
+// (hostLayer2Only), as nova-network plugged every compute host into the
+// network's VLAN.
+const hostNetworksWhere = `((NOT n.multi_host AND n.host = $1) OR EXISTS (
+	SELECT 1 FROM fixed_ips f WHERE f.network_id = n.id AND f.host = $1 AND f.instance_uuid IS NOT NULL))`
+
+// hostLayer2Only is true for a network of hostNetworksWhere that the host
+// ($1) does not serve: single-host, served by another host (or none yet).
+const hostLayer2Only = `(NOT n.multi_host AND n.host IS DISTINCT FROM $1)`
 
 // HostState returns what a host should have. With networkID set, only that
 // network (absent when the host should not have it).
@@ -94,7 +101,9 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 				coalesce((SELECT json_agg(json_build_object('mac', v.address::text, 'address', host(f.address),
 					'hostname', f.instance_uuid::text) ORDER BY f.address)
 				  FROM fixed_ips f JOIN virtual_interfaces v ON v.id = f.virtual_interface_id
-				  WHERE f.network_id = n.id AND f.allocated AND (NOT n.multi_host OR f.host = $1)), '[]')
+				  WHERE f.network_id = n.id AND f.allocated AND (NOT n.multi_host OR f.host = $1)
+				    AND NOT `+hostLayer2Only+`), '[]'),
+				`+hostLayer2Only+`
 			FROM networks n
 			WHERE `+hostNetworksWhere+` AND ($2 = 0 OR n.id = $2)
 			ORDER BY n.id`, req.Host, req.NetworkID)
@@ -107,7 +116,7 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 		)
 		if _, err := pgx.ForEachRow(rows, []any{&n.ID, &n.Label, &n.CIDR, &n.Netmask, &n.Gateway, &n.Broadcast,
 			&n.DHCPStart, &n.DNS, &n.VLAN, &n.Bridge, &n.BridgeInterface, &n.MultiHost, &n.MTU, &n.EnableDHCP,
-			&n.VPNPublicAddress, &n.VPNPublicPort, &n.VPNPrivateAddress, &hosts}, func() error {
+			&n.VPNPublicAddress, &n.VPNPublicPort, &n.VPNPrivateAddress, &hosts, &n.Layer2Only}, func() error {
 			if err := json.Unmarshal(hosts, &n.DHCPHosts); err != nil {
 				return err
 			}
@@ -178,7 +187,12 @@ const assignHostsSQL = `
 		SELECT DISTINCT t.host, t.id FROM (
 			SELECT CASE WHEN n.multi_host THEN f.host ELSE coalesce(a.host, n.host) END AS host, n.id
 			FROM fixed_ips f JOIN networks n ON n.id = f.network_id LEFT JOIN a ON a.id = n.id
-			WHERE f.instance_uuid = $4) t
+			WHERE f.instance_uuid = $4
+			-- The instance's own host carries the layer 2 of a
+			-- single-host network served elsewhere.
+			UNION ALL
+			SELECT f.host, n.id FROM fixed_ips f JOIN networks n ON n.id = f.network_id
+			WHERE f.instance_uuid = $4 AND NOT n.multi_host) t
 		WHERE t.host IS NOT NULL`
 
 // instanceTargets returns the agents that serve an instance's addresses.

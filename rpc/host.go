@@ -142,6 +142,11 @@ type HostNetwork struct {
 	VPNPublicPort     int        `json:"vpn_public_port,omitempty"`
 	VPNPrivateAddress string     `json:"vpn_private_address,omitempty"`
 	DHCPHosts         []DHCPHost `json:"dhcp_hosts"`
+	// Layer2Only: the host does not serve this single-host network (its
+	// host is another) but has instances on it, so it only carries the
+	// network's layer 2 (bridge and segment): no gateway address, no
+	// dnsmasq, no reservations.
+	Layer2Only bool `json:"layer2_only,omitempty"`
 }
 
 // DHCPHost is one reservation: the interface's MAC gets Address.

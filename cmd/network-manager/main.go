@@ -141,6 +141,12 @@ need no separate NATS deployment, and each replica keeps working when
 another's node dies. On SIGINT or SIGTERM it stops taking requests,
 finishes those under way and exits.
 
+The embedded server refuses anonymous clients: it serves the identities of
+--creds-dir (see "network-manager creds"), making a manager identity for
+itself and an operator identity for netadm there at its first start, and
+reloads them on SIGHUP. With --nats-url, give the manager's identity with
+--nats-nkey or --nats-creds (docs/security.md).
+
 The database schema must be current: run "network-manager migrate up" first,
 or pass --migrate to apply pending migrations, and the runtime role's
 grants, at start (safe with several replicas: migrations take a database
