@@ -94,6 +94,14 @@ func (c *Client) ConvergeHost(ctx context.Context, host string) ([]string, error
 	return r.Changes, err
 }
 
+// DescribeHost asks the agent on host for its actual state beside the
+// desired one (rpc.HostMethodDescribe).
+func (c *Client) DescribeHost(ctx context.Context, host string, req rpc.DescribeRequest) (rpc.HostDescription, error) {
+	var r rpc.HostDescription
+	err := c.CallHost(ctx, host, rpc.HostMethodDescribe, req, &r)
+	return r, err
+}
+
 // longMethods may take long on a large request: one attempt gets the whole
 // time of the call.
 var longMethods = map[string]bool{

@@ -156,7 +156,7 @@ Exit status: 0 on success, 1 when the manager refuses or fails the request,
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the manager")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newNetworkCmd(a), newFixedCmd(a), newHostCmd(a), newFloatingCmd(a), newQuotaCmd(a))
+	root.AddCommand(newNetworkCmd(a), newFixedCmd(a), newHostCmd(a), newFloatingCmd(a), newQuotaCmd(a), newInstanceCmd(a))
 	return root
 }
 
