@@ -82,16 +82,16 @@ func (f *Fake) Exec(fam Family, t Table, args ...string) error {
 		ft.chains[args[1]] = nil
 	case "-A":
 		return ft.appendLine(args[1], strings.Join(args[2:], " "))
-	case "-I":
-		if _, ok := ft.chains[args[1]]; !ok {
-			return fmt.Errorf("fake: no chain %s", args[1])
-		}
-		ft.chains[args[1]] = slices.Insert(ft.chains[args[1]], 0, strings.Join(args[2:], " "))
 	case "-F":
 		if _, ok := ft.chains[args[1]]; !ok {
 			return fmt.Errorf("fake: no chain %s", args[1])
 		}
 		ft.chains[args[1]] = nil
+	case "-I":
+		if _, ok := ft.chains[args[1]]; !ok {
+			return fmt.Errorf("fake: no chain %s", args[1])
+		}
+		ft.chains[args[1]] = slices.Insert(ft.chains[args[1]], 0, strings.Join(args[2:], " "))
 	case "-D":
 		rule := strings.Join(args[2:], " ")
 		i := slices.Index(ft.chains[args[1]], rule)
