@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -495,6 +496,42 @@ func (m *Manager) Ports(ctx context.Context, bridge string) ([]string, error) {
 		}
 	}
 	slices.Sort(out)
+	return out, nil
+}
+
+// Port is a bridge port: its name and its own MAC.
+type Port struct {
+	Name string
+	MAC  net.HardwareAddr
+}
+
+// BridgePorts returns the links whose master is bridge with their MACs,
+// sorted by name; a missing bridge has none.
+func (m *Manager) BridgePorts(ctx context.Context, bridge string) ([]Port, error) {
+	if err := ifname.Validate(bridge); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	br, err := m.byName(bridge)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ls, err := m.h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: list links: %w", bridge, err)
+	}
+	var out []Port
+	for _, l := range ls {
+		if a := l.Attrs(); a.MasterIndex == br.Attrs().Index {
+			out = append(out, Port{Name: a.Name, MAC: slices.Clone(a.HardwareAddr)})
+		}
+	}
+	slices.SortFunc(out, func(a, b Port) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
