@@ -472,31 +472,12 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 // Ports returns the names of the links whose master is bridge, sorted; a
 // missing bridge has none.
 func (m *Manager) Ports(ctx context.Context, bridge string) ([]string, error) {
-	if err := ifname.Validate(bridge); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	br, err := m.byName(bridge)
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	ls, err := m.h.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("bridge %s: list links: %w", bridge, err)
-	}
+	ps, err := m.BridgePorts(ctx, bridge)
 	var out []string
-	for _, l := range ls {
-		if l.Attrs().MasterIndex == br.Attrs().Index {
-			out = append(out, l.Attrs().Name)
-		}
+	for _, p := range ps {
+		out = append(out, p.Name)
 	}
-	slices.Sort(out)
-	return out, nil
+	return out, err
 }
 
 // Port is a bridge port: its name and its own MAC.
