@@ -10,6 +10,7 @@ import (
 	"novanet/floating"
 	"novanet/hostnet"
 	"novanet/linuxnet/iptables"
+	"novanet/linuxnet/link"
 	"novanet/rpc"
 )
 
@@ -26,6 +27,7 @@ type KernelHost struct {
 	fams   []iptables.Family
 	binder Binder
 	anti   *hostnet.AntiSpoof // nil: no anti-spoofing rules
+	links  *link.Manager      // read by Describe; nil: not described
 
 	forwarding bool
 	last       hostnet.Ruleset

@@ -253,3 +253,44 @@ func TestErrors(t *testing.T) {
 		}
 	})
 }
+
+// A VM's tap on br100, seen by a convergence, is put back when the bridge
+// is made again, also by an agent started afresh (the memory is in the
+// state directory); the driver's own flat interface is enslaved as usual.
+func TestPortsPutBackOnRecreatedBridge(t *testing.T) {
+	cfg := config()
+	cfg.StateDir = t.TempDir()
+	links, dhcp := hostnettest.NewLinks("eth1"), hostnettest.NewDHCP()
+	d, err := hostnet.NewDriver(cfg, links, dhcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := hostnettest.NewAgent(d)
+	ctx := t.Context()
+	if _, err := agent.Converge(ctx, []rpc.HostNetwork{net1(1)}); err != nil {
+		t.Fatal(err)
+	}
+	links.Add("tap1", hostnettest.Link{Kind: "tun", Up: true, MTU: 1500, Master: "br100"})
+	if _, err := agent.Converge(ctx, []rpc.HostNetwork{net1(1)}); err != nil { // sees tap1
+		t.Fatal(err)
+	}
+	if err := links.Delete(ctx, "br100"); err != nil { // behind the agent's back
+		t.Fatal(err)
+	}
+	// A new agent process: same state directory, no memory of its own.
+	d, err = hostnet.NewDriver(cfg, links, dhcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := hostnettest.NewAgent(d).Converge(ctx, []rpc.HostNetwork{net1(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"created bridge br100", "added address 10.0.0.1/24 to br100", "enslaved eth1 to br100", "put port tap1 back on br100"}
+	if d := cmp.Diff(want, changes); d != "" {
+		t.Errorf("changes (-want +got):\n%s", d)
+	}
+	if tap, _ := links.Get("tap1"); tap.Master != "br100" {
+		t.Errorf("tap1 master %q, want br100", tap.Master)
+	}
+}

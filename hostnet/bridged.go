@@ -3,13 +3,17 @@ package hostnet
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 
 	"novanet/ifname"
+	"novanet/internal/atomicfile"
 	"novanet/linuxnet/dnsmasq"
 	"novanet/linuxnet/link"
 )
@@ -41,17 +45,47 @@ func newBridged(driver string, cfg Config, k kernel, dhcp dhcpServers) (bridged,
 	if err := checkDHCPDir(cfg.DHCPDir); err != nil {
 		return bridged{}, fmt.Errorf("%s: %w", driver, err)
 	}
-	return bridged{cfg: cfg, k: k, dhcp: dhcp, ports: &portMemory{m: map[string][]string{}}}, nil
+	ports, err := loadPortMemory(cfg.StateDir)
+	if err != nil {
+		return bridged{}, fmt.Errorf("%s: %w", driver, err)
+	}
+	return bridged{cfg: cfg, k: k, dhcp: dhcp, ports: ports}, nil
 }
 
 // portMemory is what the driver last saw plugged into each bridge besides
 // its own port (the VMs' taps, which the hypervisor plugs, not us): when a
 // bridge is made again — deleted behind our back, or torn down and set up
 // again in one convergence — those ports that still exist and are free
-// are put back on it. It lives as long as the agent.
+// are put back on it. It is kept in <StateDir>/bridge-ports.json (when
+// Config.StateDir is set), so that it outlives a restart of the agent.
 type portMemory struct {
-	mu sync.Mutex
-	m  map[string][]string // bridge -> ports, sorted
+	mu   sync.Mutex
+	path string              // empty: in memory only
+	m    map[string][]string // bridge -> ports, sorted
+}
+
+func loadPortMemory(stateDir string) (*portMemory, error) {
+	pm := &portMemory{m: map[string][]string{}}
+	if stateDir == "" {
+		return pm, nil
+	}
+	pm.path = filepath.Join(stateDir, "bridge-ports.json")
+	b, err := os.ReadFile(pm.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return pm, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bridge ports: %w", err)
+	}
+	if err := json.Unmarshal(b, &pm.m); err != nil {
+		return nil, fmt.Errorf("bridge ports in %s: %w", pm.path, err)
+	}
+	for br, ps := range pm.m {
+		if ifname.Validate(br) != nil || slices.ContainsFunc(ps, func(p string) bool { return ifname.Validate(p) != nil }) {
+			delete(pm.m, br) // not ours to act on
+		}
+	}
+	return pm, nil
 }
 
 func (m *portMemory) get(bridge string) []string {
@@ -60,10 +94,31 @@ func (m *portMemory) get(bridge string) []string {
 	return slices.Clone(m.m[bridge])
 }
 
-func (m *portMemory) set(bridge string, ports []string) {
+func (m *portMemory) set(bridge string, ports []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.m[bridge] = ports
+	if slices.Equal(m.m[bridge], ports) {
+		return nil
+	}
+	if len(ports) == 0 {
+		delete(m.m, bridge)
+	} else {
+		m.m[bridge] = ports
+	}
+	if m.path == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(m.m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(m.path), 0o750); err != nil {
+		return fmt.Errorf("bridge ports: %w", err)
+	}
+	if err := atomicfile.Write(m.path, append(b, '\n'), 0o640); err != nil {
+		return fmt.Errorf("bridge ports: %w", err)
+	}
+	return nil
 }
 
 // rememberPorts records the ports of bridge other than ours.
@@ -74,8 +129,7 @@ func (b bridged) rememberPorts(ctx context.Context, bridge string, ours ...strin
 	}
 	ps = slices.DeleteFunc(ps, func(p string) bool { return p == b.cfg.FlatInterface || slices.Contains(ours, p) })
 	slices.Sort(ps)
-	b.ports.set(bridge, ps)
-	return nil
+	return b.ports.set(bridge, ps)
 }
 
 // restorePorts puts the remembered ports of bridge back on it: those that
@@ -111,7 +165,8 @@ type port struct {
 // setup is the Setup of flatdhcp and vlan: the dnsmasq config of the
 // bridge (every network on it, n.Peers included) is checked before
 // anything is made; then the port (when it is ours to make), the bridge
-// (up, MTU, the gateway address of n and of its peers), the port
+// (up, MTU, the gateway address of n and of its peers, but not of a
+// network the host only carries the layer 2 of), the port
 // enslaved, the bridge's MTU settled, the ports it had before it was made
 // again put back, and the bridge's one dnsmasq run with a range per
 // network, or stopped when no network on the bridge wants DHCP.
@@ -134,15 +189,15 @@ func (b bridged) setup(ctx context.Context, n Network, rec Record, p port) ([]st
 	if err != nil {
 		return changes, err
 	}
-	bc := link.BridgeConfig{Name: n.Bridge, MTU: n.MTU, Addr: n.Gateway}
+	bc := link.BridgeConfig{Name: n.Bridge, MTU: n.MTU, Addr: n.servedGateway()}
 	if err := add(b.ensureBridge(ctx, bc)); err != nil {
 		return changes, err
 	}
 	for _, peer := range n.Peers {
-		if !peer.Gateway.IsValid() {
+		if !peer.servedGateway().IsValid() {
 			continue
 		}
-		if err := add(b.ensureBridge(ctx, link.BridgeConfig{Name: n.Bridge, Addr: peer.Gateway})); err != nil {
+		if err := add(b.ensureBridge(ctx, link.BridgeConfig{Name: n.Bridge, Addr: peer.servedGateway()})); err != nil {
 			return changes, err
 		}
 	}
@@ -162,9 +217,12 @@ func (b bridged) setup(ctx context.Context, n Network, rec Record, p port) ([]st
 	if err := b.rememberPorts(ctx, n.Bridge, p.name); err != nil {
 		return changes, err
 	}
-	if wantDHCP {
+	switch {
+	case wantDHCP:
 		err = add(b.ensureDHCP(ctx, dc, DHCPHosts(n)))
-	} else {
+	case n.Layer2Only && len(n.Peers) == 0:
+		err = add(b.stopDHCP(ctx, rec.DHCP, "layer 2 only: served by another host"))
+	default:
 		err = add(b.stopDHCP(ctx, rec.DHCP, "dhcp disabled"))
 	}
 	return changes, err

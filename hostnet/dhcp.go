@@ -19,7 +19,7 @@ const DefaultDHCPLeaseTime = 24 * time.Hour
 
 // DHCPConfig returns the config of the dnsmasq instance name serving the
 // bridge of n: one range for each network on it (n and n.Peers) with DHCP
-// enabled, by ID, the first one's being the Config's own fields. Files are
+// enabled that the host serves (not Layer2Only), by ID, the first one's being the Config's own fields. Files are
 // in cfg.DHCPDir/<name>; each range is static from the network's DHCPStart
 // (else the first address after the gateway), router = gateway, with its
 // DNS and MTU; cfg.DHCPDomain, cfg.DHCPLeaseTime, EventCommand =
@@ -37,7 +37,7 @@ func DHCPConfig(cfg Config, name string, n Network) (dnsmasq.Config, bool, error
 	}
 	var ranges []dnsmasq.Range
 	for _, m := range n.onBridge() {
-		if !m.EnableDHCP {
+		if !m.EnableDHCP || m.Layer2Only {
 			continue
 		}
 		if !m.Gateway.IsValid() || !m.Gateway.Addr().Is4() {
@@ -92,7 +92,7 @@ func DHCPConfig(cfg Config, name string, n Network) (dnsmasq.Config, bool, error
 func DHCPHosts(n Network) []dnsmasq.Host {
 	var out []dnsmasq.Host
 	for _, m := range n.onBridge() {
-		if m.EnableDHCP {
+		if m.EnableDHCP && !m.Layer2Only {
 			out = append(out, m.Hosts...)
 		}
 	}

@@ -45,7 +45,7 @@ func (d *flatDHCPDriver) Plan(n Network) (Record, error) {
 		Bridge:      n.Bridge,
 		BridgeOwned: true,
 		DHCP:        DHCPName(n.Bridge),
-		Gateway:     n.Gateway,
+		Gateway:     n.servedGateway(),
 	}, nil
 }
 

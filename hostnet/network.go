@@ -50,6 +50,10 @@ type Network struct {
 	EnableDHCP bool
 	VPN        *VPN // nil when the network has no VPN
 	Hosts      []dnsmasq.Host
+	// Layer2Only: the host only carries the network's layer 2 for its
+	// instances (bridge, and segment in VLAN mode); another host serves
+	// it, so no gateway address, no dnsmasq, no DHCP or VPN rules here.
+	Layer2Only bool
 	// Peers are the other networks the host serves on the same bridge
 	// (every flat network gets br100 unless told otherwise), by ID, set
 	// by ShareBridges: the bridge carries all their gateways and runs one
@@ -75,7 +79,8 @@ func ParseNetwork(n rpc.HostNetwork) (Network, error) {
 	bad := func(format string, args ...any) (Network, error) {
 		return Network{}, fmt.Errorf("%w: network %d: %s", ErrInvalidNetwork, n.ID, fmt.Sprintf(format, args...))
 	}
-	out := Network{ID: n.ID, Label: n.Label, Bridge: n.Bridge, BridgeIf: n.BridgeInterface, EnableDHCP: n.EnableDHCP}
+	out := Network{ID: n.ID, Label: n.Label, Bridge: n.Bridge, BridgeIf: n.BridgeInterface, EnableDHCP: n.EnableDHCP,
+		Layer2Only: n.Layer2Only}
 	if n.ID <= 0 {
 		return bad("id %d: want a positive id", n.ID)
 	}
@@ -282,6 +287,15 @@ func ShareBridges(nets []Network) []Network {
 		slices.SortFunc(out[i].Peers, func(a, b Network) int { return cmp.Compare(a.ID, b.ID) })
 	}
 	return out
+}
+
+// servedGateway is the address n puts on its bridge: its gateway, unless
+// the host only carries n's layer 2.
+func (n Network) servedGateway() netip.Prefix {
+	if n.Layer2Only {
+		return netip.Prefix{}
+	}
+	return n.Gateway
 }
 
 // onBridge returns n and its peers, by ID: every network on n's bridge.

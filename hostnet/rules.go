@@ -154,7 +154,7 @@ func Rules(cfg Config, nets []Network) (Ruleset, error) {
 		if cfg.RoutingSourceIP.IsValid() && Family(cfg.RoutingSourceIP) == fam {
 			rs.Add(fam, iptables.NAT, "snat", iptables.Rule{Src: n.CIDR, Target: iptables.SNAT(cfg.RoutingSourceIP)})
 		}
-		if dhcpMode && n.EnableDHCP && fam == iptables.IPv4 { // dnsmasq serves DHCPv4 only
+		if dhcpMode && n.EnableDHCP && !n.Layer2Only && fam == iptables.IPv4 { // dnsmasq serves DHCPv4 only
 			rs.Add(fam, iptables.Filter, "INPUT",
 				iptables.Rule{InIface: n.Bridge, Proto: iptables.UDP, DstPort: 67, Target: iptables.Accept},
 				iptables.Rule{InIface: n.Bridge, Proto: iptables.UDP, DstPort: 53, Target: iptables.Accept},
@@ -183,7 +183,7 @@ func Rules(cfg Config, nets []Network) (Ruleset, error) {
 		rs.Add(Family(n.CIDR.Addr()), iptables.Filter, "FORWARD",
 			iptables.Rule{InIface: n.Bridge, Target: iptables.Accept},
 			iptables.Rule{OutIface: n.Bridge, Target: iptables.Accept})
-		if vlanMode && n.VPN != nil {
+		if vlanMode && n.VPN != nil && !n.Layer2Only {
 			fam := Family(n.VPN.Public)
 			rs.Add(fam, iptables.NAT, "PREROUTING", iptables.Rule{
 				Dst: Host(n.VPN.Public), Proto: iptables.UDP, DstPort: n.VPN.Port,

@@ -208,3 +208,28 @@ func TestRulesRejects(t *testing.T) {
 		})
 	}
 }
+
+// A network the host only carries the layer 2 of gets no DHCP input rules
+// and no VPN forward: another host serves it. Its forwarding and the
+// isolation from other projects stay.
+func TestRulesLayer2Only(t *testing.T) {
+	n1 := network(1, "br101", "10.0.0.0/24", "10.0.0.1", 101)
+	n1.VPNPublicAddress, n1.VPNPublicPort, n1.VPNPrivateAddress = "203.0.113.5", 1000, "10.0.0.2"
+	n1.Layer2Only = true
+	n2 := network(2, "br102", "10.0.1.0/24", "10.0.1.1", 102)
+	rs, err := rules(hostCfg("vlan"), []rpc.HostNetwork{n1, n2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := render(t, rs)
+	for _, bad := range []string{"-i br101 -p udp -m udp --dport 67", "203.0.113.5", "1194"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("rules of a layer-2-only network hold %q:\n%s", bad, out)
+		}
+	}
+	for _, want := range []string{"-i br102 -p udp -m udp --dport 67", "-i br101 -o br102 -j DROP", "-i br102 -o br101 -j DROP", "-i br101 -j ACCEPT"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rules lack %q:\n%s", want, out)
+		}
+	}
+}

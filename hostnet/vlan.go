@@ -83,7 +83,7 @@ func (d *vlanDriver) plan(n Network) (rec Record, parent string, err error) {
 		BridgeOwned: true,
 		Segment:     seg,
 		DHCP:        DHCPName(n.Bridge),
-		Gateway:     n.Gateway,
+		Gateway:     n.servedGateway(),
 	}, parent, nil
 }
 

@@ -169,6 +169,57 @@ func TestMultiHostState(t *testing.T) {
 	}
 }
 
+// A single-host network served by hv1 with an instance on hv2: hv2 is
+// told and carries its layer 2 only, without reservations.
+func TestLayer2OnlyState(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	for _, h := range []string{"hv1", "hv2"} {
+		if _, err := env.Client.RegisterHost(ctx, rpc.RegisterHostRequest{Host: h, Driver: "flatdhcp"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in2 := agentInbox(t, env, "hv2")
+	nets := create(t, env, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/28", NumNetworks: 1, NetworkSize: 16, Bridge: "br100"})
+	a, b := uuid.NewString(), uuid.NewString()
+	for _, x := range []struct{ inst, host string }{{a, "hv1"}, {b, "hv2"}} {
+		if err := call(env, rpc.MethodAllocateForInstance, rpc.AllocateForInstanceRequest{
+			InstanceUUID: x.inst, ProjectID: "p1", Host: x.host}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if subj, id := nextNotice(t, in2); subj != "novanet.host.hv2.setup_network" || id != nets[0].ID {
+		t.Errorf("hv2 notice %s network %d, want setup_network of %d", subj, id, nets[0].ID)
+	}
+	st1, err := env.Client.HostState(ctx, "hv1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st1.Networks) != 1 || st1.Networks[0].Layer2Only || len(st1.Networks[0].DHCPHosts) != 2 {
+		t.Errorf("hv1 state %+v: want the network it serves with both reservations", st1.Networks)
+	}
+	st2, err := env.Client.HostState(ctx, "hv2", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st2.Networks) != 1 || !st2.Networks[0].Layer2Only || len(st2.Networks[0].DHCPHosts) != 0 {
+		t.Errorf("hv2 state %+v: want the network, layer 2 only, no reservations", st2.Networks)
+	}
+	if hs, _ := env.Client.ListHosts(ctx); len(hs) != 2 || hs[0].Networks != 1 || hs[1].Networks != 0 {
+		t.Errorf("hosts %+v: want hv1 serving the network, hv2 none", hs)
+	}
+	// Without its instance, hv2 has nothing.
+	if err := call(env, rpc.MethodDeallocateForInstance, rpc.InstanceRequest{InstanceUUID: b}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// b got the second free address; released, it is no longer held.
+	if err := call(env, rpc.MethodReleaseFixedIP, rpc.AddressRequest{Address: "10.0.0.3"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := env.Client.HostState(ctx, "hv2", 0); err != nil || len(st.Networks) != 0 {
+		t.Errorf("hv2 state after its instance went: %+v, %v", st.Networks, err)
+	}
+}
+
 // A floating IP associated while its network had no host is NATed by the
 // host the network gets later.
 func TestFloatingFollowsNetworkHost(t *testing.T) {

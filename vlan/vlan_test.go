@@ -45,12 +45,17 @@ func states() []hostnettest.State {
 	moved := project(1, 111, 1) // same network, new VLAN id and bridge
 	nodhcp := project(3, 103, 0)
 	nodhcp.EnableDHCP = false
+	// Served by another host, with an instance here: layer 2 only.
+	carried := project(1, 101, 0)
+	carried.Layer2Only = true
 	return []hostnettest.State{
 		{Name: "empty"},
 		{Name: "one project", Nets: []rpc.HostNetwork{project(1, 101, 1)}},
 		{Name: "two projects", Nets: []rpc.HostNetwork{project(1, 101, 2), other}},
 		{Name: "vlan moved", Nets: []rpc.HostNetwork{moved, other}},
 		{Name: "three projects", Nets: []rpc.HostNetwork{project(1, 101, 0), project(2, 102, 1), nodhcp}},
+		{Name: "first project served elsewhere", Nets: []rpc.HostNetwork{carried, project(2, 102, 1)}},
+		{Name: "only layer 2", Nets: []rpc.HostNetwork{carried}},
 	}
 }
 

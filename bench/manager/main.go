@@ -56,9 +56,10 @@ const (
 	networks = 8
 	// perCreate /16 networks are created per create_networks (its most).
 	perCreate = 4
-	// dbMaxConns is network-manager's --db-max-conns default.
-	dbMaxConns = 8
 )
+
+// dbMaxConns is each replica's pool size; -db-max-conns sets it.
+var dbMaxConns = 8
 
 var (
 	callerCounts  = []int{1, 16, 64}
@@ -73,6 +74,7 @@ func main() {
 	flag.Func("replicas", "comma-separated manager replica counts of the allocation phases (default 1,2)", func(v string) error {
 		return parseInts(v, &replicaCounts)
 	})
+	flag.IntVar(&dbMaxConns, "db-max-conns", dbMaxConns, "database connections per manager replica (network-manager's default: 8)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (manager, client and NATS) to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -105,7 +107,7 @@ func startReplica(ctx context.Context, dbURL, natsURL string) (*replica, error) 
 	if err != nil {
 		return nil, err
 	}
-	cfg.MaxConns = dbMaxConns
+	cfg.MaxConns = int32(dbMaxConns)
 	manager.TunePool(cfg) // as network-manager does
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

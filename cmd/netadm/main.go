@@ -156,7 +156,7 @@ Exit status: 0 on success, 1 when the manager refuses or fails the request,
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the manager")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newNetworkCmd(a), newFixedCmd(a), newHostCmd(a), newFloatingCmd(a), newQuotaCmd(a))
+	root.AddCommand(newNetworkCmd(a), newFixedCmd(a), newHostCmd(a), newFloatingCmd(a), newQuotaCmd(a), newInstanceCmd(a))
 	return root
 }
 
@@ -435,7 +435,8 @@ timeout), leased or reserved; --all lists free ones too.`,
 	lf.StringVar(&req.Network, "network", "", "only this network (id, UUID, CIDR or label)")
 	lf.StringVar(&req.Instance, "instance", "", "only this instance's addresses")
 	lf.BoolVar(&req.All, "all", false, "free addresses too")
-	lf.IntVar(&req.Limit, "limit", 1000, "at most this many (up to 10000)")
+	lf.IntVar(&req.Limit, "limit", 1000, "at most this many, fetched 1000 a page (0: 1000)")
+	lf.StringVar(&req.Cursor, "after", "", "only addresses after this one (the last one of a previous listing)")
 	reserve := func(use, short, long string, call func(*client.Client, context.Context, string) (rpc.FixedIP, error)) *cobra.Command {
 		return &cobra.Command{
 			Use:   use + " ADDRESS",

@@ -413,6 +413,10 @@ func FuzzArgs(f *testing.F) {
 	f.Add("quota\x00set\x00p1\x00--floating-ips\x00-1")
 	f.Add("quota\x00set\x00p1\x00--floating-ips\x00unlimited")
 	f.Add("quota\x00show\x00p1")
+	f.Add("instance\x00allocate\x0011111111-2222-3333-4444-555555555555\x00--project\x00p\x00--network\x00n=10.0.0.2\x00--mac\x0002:00:00:00:00:01")
+	f.Add("instance\x00add-fixed\x0011111111-2222-3333-4444-555555555555\x00n\x00--address\x0010.0.0.3")
+	f.Add("instance\x00remove-fixed\x0011111111-2222-3333-4444-555555555555\x0010.0.0.3\x00-o\x00json")
+	f.Add("instance\x00deallocate\x0011111111-2222-3333-4444-555555555555")
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")
 		noDial := func(string, natsconn.Options, time.Duration) (*client.Client, func(), error) {
@@ -597,5 +601,78 @@ func TestNoCredentials(t *testing.T) {
 	// The operator gets in; no manager answers on this bus.
 	if code != 1 || !strings.Contains(errb.String(), "unavailable: ") || strings.Contains(errb.String(), "connect to NATS") {
 		t.Errorf("operator: %d %q", code, errb.String())
+	}
+}
+
+func TestInstanceCommands(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	createJSON(t, env, "10.0.0.0/27", "2", "16", "--label", "n")
+	const inst = "AAAAAAAA-2222-3333-4444-555555555555"
+	decode := func(out string) rpc.NetworkInfo {
+		t.Helper()
+		var info rpc.NetworkInfo
+		if err := json.Unmarshal([]byte(out), &info); err != nil {
+			t.Fatalf("decode %q: %v", out, err)
+		}
+		return info
+	}
+	addrs := func(info rpc.NetworkInfo) string {
+		var s []string
+		for _, v := range info.VIFs {
+			for _, ip := range v.FixedIPs {
+				s = append(s, v.Network.Label+"="+ip.Address)
+			}
+		}
+		return strings.Join(s, " ")
+	}
+	// Without --network: every network without a project, in order.
+	info := decode(mustNetadm(t, env, "-o", "json", "instance", "allocate", inst, "--project", "p", "--mac", "02:00:00:00:00:01", "--mac", "02:00:00:00:00:02"))
+	equal(t, "allocate", addrs(info), "n_0=10.0.0.2 n_1=10.0.0.18")
+	equal(t, "instance", info.InstanceUUID, strings.ToLower(inst))
+	equal(t, "macs", info.VIFs[0].MAC+" "+info.VIFs[1].MAC, "02:00:00:00:00:01 02:00:00:00:00:02")
+	// Again: the same interfaces.
+	equal(t, "allocate again", addrs(decode(mustNetadm(t, env, "-o", "json", "instance", "allocate", inst, "--project", "p"))), "n_0=10.0.0.2 n_1=10.0.0.18")
+	info = decode(mustNetadm(t, env, "-o", "json", "instance", "remove-fixed", inst, "10.0.0.2"))
+	equal(t, "remove-fixed", addrs(info), "n_1=10.0.0.18")
+	info = decode(mustNetadm(t, env, "-o", "json", "instance", "add-fixed", inst, "n_0", "--address", "10.0.0.9", "--host", "hv1"))
+	equal(t, "add-fixed", addrs(info), "n_1=10.0.0.18 n_0=10.0.0.9")
+	equal(t, "show", addrs(decode(mustNetadm(t, env, "-o", "json", "instance", "show", inst))), "n_1=10.0.0.18 n_0=10.0.0.9")
+	if code, _, errs := netadm(t, env, "instance", "add-fixed", inst, "n_0"); code != 1 || !strings.Contains(errs, "conflict:") {
+		t.Errorf("add-fixed twice: %d %q", code, errs)
+	}
+	var r rpc.InstanceRequest
+	if err := json.Unmarshal([]byte(mustNetadm(t, env, "-o", "json", "instance", "deallocate", inst)), &r); err != nil || r.InstanceUUID != strings.ToLower(inst) {
+		t.Errorf("deallocate -o json: %+v (%v)", r, err)
+	}
+	mustNetadm(t, env, "instance", "deallocate", inst) // idempotent
+	if code, _, errs := netadm(t, env, "instance", "show", inst); code != 1 || !strings.Contains(errs, "not_found:") {
+		t.Errorf("show after deallocate: %d %q", code, errs)
+	}
+	// Requested networks and addresses; a held address is refused.
+	const inst2 = "bbbbbbbb-2222-3333-4444-555555555555"
+	out := mustNetadm(t, env, "instance", "allocate", inst2, "--project", "p", "--network", "n_1=10.0.0.20", "--network", "n_0")
+	if !regexp.MustCompile(`(?m)^`+inst2+` +\S+ +n_1 +br100 +10\.0\.0\.20 +10\.0\.0\.17 +- +-$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^`+inst2+` +\S+ +n_0 +br100 +10\.0\.0\.3 +10\.0\.0\.1 +- +-$`).MatchString(out) {
+		t.Errorf("allocate --network printed:\n%s", out)
+	}
+	if code, _, errs := netadm(t, env, "instance", "allocate", "cccccccc-2222-3333-4444-555555555555", "--project", "p", "--network", "n_0=10.0.0.9"); code != 1 || !strings.Contains(errs, "in_use:") {
+		t.Errorf("allocate a held address: %d %q", code, errs)
+	}
+	// Bad command lines are refused before connecting (exit 2).
+	for _, args := range [][]string{
+		{"instance", "allocate", inst2},
+		{"instance", "allocate", inst2, "--project", "p", "--network", "n_0=10.0.0"},
+		{"instance", "allocate", inst2, "--project", "p", "--network", "=10.0.0.2"},
+		{"instance", "allocate", inst2, "--project", "p", "--network", "n_0=::1"},
+		{"instance", "show"},
+		{"instance", "add-fixed", inst2},
+		{"instance", "remove-fixed", inst2},
+	} {
+		if code, _, errs := netadm(t, env, args...); code != 2 || errs == "" {
+			t.Errorf("netadm %q: exit %d %q, want 2", args, code, errs)
+		}
+	}
+	if code, _, errs := netadm(t, env, "instance", "show", "not-a-uuid"); code != 1 || !strings.Contains(errs, "invalid_argument:") {
+		t.Errorf("show bad uuid: %d %q", code, errs)
 	}
 }

@@ -407,8 +407,9 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 		return err
 	}
 	binder.OnAnnounceError(func(err error) { log.Warn("floating address", zap.Error(err)) })
-	host := agent.NewKernelHost(cfg, fw, fams, binder)
-	if err := antiSpoof(host, o.antiSpoofing, links, cfg.NetNS); err != nil {
+	kh := agent.NewKernelHost(cfg, fw, fams, binder)
+	kh.SetLinks(links)
+	if err := antiSpoof(kh, o.antiSpoofing, links, cfg.NetNS); err != nil {
 		return err
 	}
 	defer binder.Wait()
@@ -421,7 +422,7 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 	a, err := agent.New(agent.Config{
 		Host: o.host, Driver: o.driver, Version: version, StateDir: o.stateDir,
 		HeartbeatInterval: o.heartbeatInterval, ConvergeInterval: o.convergeInterval,
-	}, log, client.New(nc, 30*time.Second), drv, host)
+	}, log, client.New(nc, 30*time.Second), drv, kh)
 	if err != nil {
 		return err
 	}

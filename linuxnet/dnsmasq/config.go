@@ -227,6 +227,11 @@ func RenderConfig(c Config) (string, error) {
 		w("dhcp-range=set:%s,%s,static,%s,%ds", r.Tag, r.RangeStart, mask, int64(c.LeaseTime/time.Second))
 	}
 	w("dhcp-lease-max=%d", leaseMax)
+	// Only the reserved clients: a VM reserved on another host (a
+	// multi-host network's hosts share its segment and its server
+	// address) gets no answer here, not a DHCPNAK. DHCPRELEASE is still
+	// heard (dnsmasq does not ignore releases).
+	w("dhcp-ignore=tag:!known")
 	for _, r := range ranges {
 		w("dhcp-option=tag:%s,option:router,%s", r.Tag, r.Gateway.Addr())
 		if len(r.DNS) > 0 {
