@@ -38,7 +38,8 @@ func diffNames(d rpc.HostDescription) []string {
 // those three objects as different, and after a convergence, which names
 // what it repaired, the diff is empty again.
 func TestDescribe(t *testing.T) {
-	env, hv, ag := startVLAN(t)
+	// The killed dnsmasq must stay dead until the convergence: no watch.
+	env, hv, ag := startVLAN(t, "--dhcp-watch-interval", "0")
 	if _, err := env.Client.CreateNetworks(ctx, rpc.CreateNetworksRequest{CIDR: "10.1.0.0/24", NumNetworks: 1,
 		NetworkSize: 16, VLANStart: 100}); err != nil {
 		t.Fatal(err)

@@ -353,13 +353,13 @@ var vlanArgs = []string{"--vlan-interface", "uplink0", "--vlan-segment", "vxlan"
 
 // startVLAN starts the service in VLAN mode and a registered vlan agent
 // programming a hypervisor namespace with an uplink.
-func startVLAN(t *testing.T) (*testenv.Env, *nstest.NS, *agent) {
+func startVLAN(t *testing.T, extra ...string) (*testenv.Env, *nstest.NS, *agent) {
 	t.Helper()
 	nstest.RequireRoot(t)
 	env := testenv.StartSecure(t, "vlan")
 	hv := nstest.New(t)
 	uplink(t, hv)
-	ag := newAgent(t, env, hv, "hv1", "vlan", vlanArgs...)
+	ag := newAgent(t, env, hv, "hv1", "vlan", append(slices.Clone(vlanArgs), extra...)...)
 	ag.start()
 	ag.waitRegistered()
 	return env, hv, ag

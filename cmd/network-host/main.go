@@ -82,6 +82,7 @@ type options struct {
 	ipv6              bool
 	heartbeatInterval time.Duration
 	convergeInterval  time.Duration
+	dhcpWatch         time.Duration
 	logLevel          string
 	logFormat         string
 }
@@ -240,6 +241,7 @@ leases) and the next start converges from there.`,
 	f.BoolVar(&o.ipv6, "ipv6", true, "manage ip6tables chains too")
 	f.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 10*time.Second, "how often to re-register with the manager")
 	f.DurationVar(&o.convergeInterval, "converge-interval", time.Minute, "how often to converge the whole host")
+	f.DurationVar(&o.dhcpWatch, "dhcp-watch-interval", time.Second, "how often to check that the networks' dnsmasq run; one that died is started again at once (0: only at convergences)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
 	envflags.Annotate(f, envPrefix)
@@ -435,10 +437,10 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if dhcp != nil {
+	if dhcp != nil && o.dhcpWatch > 0 {
 		// A dnsmasq that dies is started again within a second or two,
 		// not at the next periodic convergence.
-		a.WatchDHCP(dhcp, time.Second)
+		a.WatchDHCP(dhcp, o.dhcpWatch)
 	}
 	if err := a.ServeEvents(ctx, o.eventSocket); err != nil {
 		return err
