@@ -228,6 +228,11 @@ func (a *Agent) setup(ctx context.Context, n hostnet.Network) ([]string, error) 
 		// Written before records named the gateway: not a new plan.
 		old.Gateway = rec.Gateway
 	}
+	if err == nil && !old.GatewayV6.IsValid() {
+		// Written before records named the IPv6 gateway: not a new
+		// plan (the setup below adds the address).
+		old.GatewayV6 = rec.GatewayV6
+	}
 	switch {
 	case err == nil && old != rec:
 		ch, err := a.teardown(ctx, old)
@@ -300,6 +305,9 @@ func (a *Agent) Serve(ctx context.Context, nc *nats.Conn) (micro.Service, error)
 // handler serves one method. Convergence is serialized by a.mu, so the
 // handler does its work inline: a request waits for the one before it.
 func (a *Agent) handler(ctx context.Context, method string) micro.Handler {
+	if method == rpc.HostMethodDescribe {
+		return a.describeHandler(ctx)
+	}
 	return micro.HandlerFunc(func(req micro.Request) {
 		var body rpc.HostNetworkRequest
 		if err := rpc.Decode(req.Data(), &body); err != nil {

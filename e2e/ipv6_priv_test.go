@@ -75,6 +75,11 @@ func TestIPv6SLAAC(t *testing.T) {
 	if !v.Ping("10.0.0.1") {
 		t.Error("the VM cannot ping its IPv4 gateway 10.0.0.1")
 	}
+	// Converged: describe finds nothing missing (the IPv6 gateway on
+	// br100, the RA lines of the dnsmasq config) and nothing extra.
+	if d := describe(t, env, "hv1"); len(d.Diff) != 0 {
+		t.Errorf("describe of a converged dual-stack host: diff %v", diffNames(d))
+	}
 	save := hv.Run(t, "ip6tables-save")
 	for _, want := range []string{
 		"-A " + chainPrefix + "-FORWARD -i br100 -j ACCEPT",
