@@ -144,9 +144,19 @@ func (r ConvergenceReport) Summary() string {
 	return strings.Join(parts, "; ")
 }
 
-// HostsReply carries the registered agents.
+// ListHostsRequest asks for a page of the registered agents, in name
+// order: at most Limit (default and most MaxPage) from after Cursor (a
+// reply's NextCursor; empty: the first page).
+type ListHostsRequest struct {
+	Limit  int    `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// HostsReply carries a page of the registered agents: NextCursor, when
+// set, is the Cursor of the request for the next.
 type HostsReply struct {
-	Hosts []HostInfo `json:"hosts"`
+	Hosts      []HostInfo `json:"hosts"`
+	NextCursor string     `json:"next_cursor,omitempty"`
 }
 
 // HostStateRequest asks for the desired state of a host; NetworkID, when
