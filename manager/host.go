@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -335,38 +334,15 @@ func instanceTargets(ctx context.Context, tx pgx.Tx, inst string) ([]hostTarget,
 // notify tells the agents of targets, in the background, that a network
 // changed: they re-read its desired state and converge. A host that is down
 // or slow misses nothing: it converges when it starts and periodically.
+// Notices are coalesced per (host, network) (notices.go).
 func (m *Manager) notify(method string, targets []hostTarget) {
-	nc, nctx := m.nc, m.notifyCtx
-	if nc == nil {
+	if m.notices == nil {
 		return
 	}
-	seen := map[hostTarget]bool{}
 	for _, t := range targets {
-		if seen[t] || rpc.ValidateHostName(t.host) != nil {
-			continue
+		if rpc.ValidateHostName(t.host) == nil {
+			m.notices.add(method, t)
 		}
-		seen[t] = true
-		m.wg.Add(1)
-		go func(t hostTarget) {
-			defer m.wg.Done()
-			body, _ := json.Marshal(rpc.HostNetworkRequest{NetworkID: t.network})
-			subject := rpc.HostSubject(t.host, method)
-			rctx, cancel := context.WithTimeout(nctx, notifyTimeout)
-			defer cancel()
-			msg, err := nc.RequestWithContext(rctx, subject, body)
-			switch {
-			case nctx.Err() != nil:
-				m.log.Info("agent not told: shutting down", zap.String("subject", subject))
-			case errors.Is(err, nats.ErrNoResponders):
-				m.log.Info("agent not listening; it converges when it starts", zap.String("subject", subject))
-			case err != nil:
-				m.log.Warn("notify agent", zap.String("subject", subject), zap.Error(err))
-			case msg.Header.Get(rpc.HeaderErrorCode) != "":
-				m.log.Warn("agent reported an error", zap.String("subject", subject),
-					zap.String("error", strings.TrimSpace(string(msg.Data))))
-			}
-			m.metrics.notifications.WithLabelValues(method).Inc()
-		}(t)
 	}
 }
 
