@@ -238,6 +238,11 @@ func (a *Agent) setup(ctx context.Context, n hostnet.Network) ([]string, error) 
 		// Written before records named the gateway: not a new plan.
 		old.Gateway = rec.Gateway
 	}
+	if err == nil && !old.GatewayV6.IsValid() {
+		// Written before records named the IPv6 gateway: not a new
+		// plan (the setup below adds the address).
+		old.GatewayV6 = rec.GatewayV6
+	}
 	switch {
 	case err == nil && old != rec:
 		ch, err := a.teardown(ctx, old)
@@ -328,6 +333,7 @@ func (a *Agent) handler(ctx context.Context, method string) micro.Handler {
 		switch {
 		case method == rpc.HostMethodConverge:
 			rep, err = a.Converge(rctx)
+			a.reportConvergence(rctx, method, rep, err)
 		case body.NetworkID <= 0:
 			_ = rpc.RespondError(req, &rpc.Error{Code: rpc.CodeInvalidArgument, Message: "network_id is required", Field: "network_id"})
 			return
@@ -410,6 +416,7 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	tryConverge := func(trigger string) {
 		rep, err := a.Converge(ctx)
 		a.logReport(trigger, 0, rep, err)
+		a.reportConvergence(ctx, trigger, rep, err)
 	}
 	tryRegister()
 	if registered {

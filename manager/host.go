@@ -30,15 +30,25 @@ type hostTarget struct {
 
 const hostColumns = `name, driver, version, created_at, last_seen,
 	last_seen > now() - make_interval(secs => $1),
-	(SELECT count(*) FROM networks WHERE host = hosts.name)`
+	(SELECT count(*) FROM networks WHERE host = hosts.name),
+	converged_at, convergence`
 
 func scanHost(row pgx.Row) (rpc.HostInfo, error) {
 	var (
 		h             rpc.HostInfo
 		created, seen time.Time
+		convAt        *time.Time
+		conv          []byte
 	)
-	err := row.Scan(&h.Name, &h.Driver, &h.Version, &created, &seen, &h.Alive, &h.Networks)
+	err := row.Scan(&h.Name, &h.Driver, &h.Version, &created, &seen, &h.Alive, &h.Networks, &convAt, &conv)
 	h.CreatedAt, h.LastSeen = created.UTC().Format(time.RFC3339), seen.UTC().Format(time.RFC3339)
+	if err == nil && convAt != nil && conv != nil {
+		c := rpc.Convergence{At: convAt.UTC().Format(time.RFC3339)}
+		if err := json.Unmarshal(conv, &c.ConvergenceReport); err != nil {
+			return h, fmt.Errorf("host %s: convergence: %w", h.Name, err)
+		}
+		h.Convergence = &c
+	}
 	return h, err
 }
 
@@ -57,6 +67,50 @@ func (m *Manager) RegisterHost(ctx context.Context, req rpc.RegisterHostRequest)
 		INSERT INTO hosts (name, driver, version) VALUES ($2, $3, $4)
 		ON CONFLICT (name) DO UPDATE SET driver = EXCLUDED.driver, version = EXCLUDED.version, last_seen = now()
 		RETURNING `+hostColumns, aliveWindow.Seconds(), req.Host, req.Driver, req.Version))
+}
+
+// ReportConvergence keeps the summary of host's last full convergence,
+// with the time it came in.
+func (m *Manager) ReportConvergence(ctx context.Context, host string, req rpc.ConvergenceReport) (rpc.HostInfo, error) {
+	if err := rpc.ValidateHostName(host); err != nil {
+		return rpc.HostInfo{}, &rpc.Error{Code: rpc.CodeInvalidArgument, Message: err.Error(), Field: "host"}
+	}
+	if len(req.Trigger) > 32 {
+		return rpc.HostInfo{}, badArg("trigger", "trigger %q is longer than 32 bytes", truncate(req.Trigger))
+	}
+	for _, f := range []struct {
+		name  string
+		items []string
+	}{{"changes", req.Changes}, {"errors", req.Errors}} {
+		if len(f.items) > rpc.MaxReportItems {
+			return rpc.HostInfo{}, badArg(f.name, "%d %s: at most %d", len(f.items), f.name, rpc.MaxReportItems)
+		}
+		for _, s := range f.items {
+			if len(s) > rpc.MaxReportItemLen {
+				return rpc.HostInfo{}, badArg(f.name, "%s entry %q is longer than %d bytes", f.name, truncate(s), rpc.MaxReportItemLen)
+			}
+		}
+	}
+	if req.InSync && len(req.Changes)+len(req.Errors) > 0 {
+		return rpc.HostInfo{}, badArg("in_sync", "in_sync with %d changes and %d errors", len(req.Changes), len(req.Errors))
+	}
+	if req.Changes == nil {
+		req.Changes = []string{}
+	}
+	if req.Errors == nil {
+		req.Errors = []string{}
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return rpc.HostInfo{}, err
+	}
+	h, err := scanHost(m.pool.QueryRow(ctx, `
+		UPDATE hosts SET converged_at = now(), convergence = $3 WHERE name = $2
+		RETURNING `+hostColumns, aliveWindow.Seconds(), host, body))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return rpc.HostInfo{}, &rpc.Error{Code: rpc.CodeNotFound, Field: "host", Message: fmt.Sprintf("host %s is not registered", host)}
+	}
+	return h, err
 }
 
 // ListHosts returns a page of the registered agents, in name order.
@@ -133,7 +187,8 @@ const allocatedOnHost = `f.allocated IS NOT FALSE`
 // instance_uuid with allocated), none of a network it only carries at
 // layer 2.
 var hostStateNetworksSQL = `
-	SELECT n.id, n.label, n.cidr::text, host(n.netmask), coalesce(host(n.gateway), ''), host(n.broadcast),
+	SELECT n.id, n.label, n.cidr::text, host(n.netmask), coalesce(host(n.gateway), ''),
+		coalesce(n.cidr_v6::text, ''), coalesce(host(n.gateway_v6), ''), host(n.broadcast),
 		coalesce(host(n.dhcp_start), ''), array_remove(ARRAY[host(n.dns1), host(n.dns2)], NULL),
 		coalesce(n.vlan, 0), coalesce(n.bridge, ''), coalesce(n.bridge_interface, ''), n.multi_host,
 		coalesce(n.mtu, 0), n.enable_dhcp, coalesce(host(n.vpn_public_address), ''),
@@ -198,7 +253,7 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 			n     rpc.HostNetwork
 			hosts []byte
 		)
-		if _, err := pgx.ForEachRow(rows, []any{&n.ID, &n.Label, &n.CIDR, &n.Netmask, &n.Gateway, &n.Broadcast,
+		if _, err := pgx.ForEachRow(rows, []any{&n.ID, &n.Label, &n.CIDR, &n.Netmask, &n.Gateway, &n.CIDRv6, &n.GatewayV6, &n.Broadcast,
 			&n.DHCPStart, &n.DNS, &n.VLAN, &n.Bridge, &n.BridgeInterface, &n.MultiHost, &n.MTU, &n.EnableDHCP,
 			&n.VPNPublicAddress, &n.VPNPublicPort, &n.VPNPrivateAddress, &hosts, &n.Layer2Only}, func() error {
 			if err := json.Unmarshal(hosts, &n.DHCPHosts); err != nil {
@@ -308,6 +363,13 @@ func (m *Manager) hostHandlers() map[string]hostHandlerFunc {
 	return map[string]hostHandlerFunc{
 		rpc.MethodRegisterHost: m.handleRegisterHost,
 		rpc.MethodGetHostState: m.handleGetHostState,
+		rpc.MethodReportConvergence: func(ctx context.Context, host string, data []byte) (any, error) {
+			var req rpc.ConvergenceReport
+			if err := rpc.Decode(data, &req); err != nil {
+				return nil, err
+			}
+			return m.ReportConvergence(ctx, host, req)
+		},
 		rpc.MethodLeaseFixedIP: func(ctx context.Context, host string, data []byte) (any, error) {
 			return m.handleHostAddress(ctx, host, data, m.LeaseFixedIP)
 		},
