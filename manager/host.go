@@ -105,7 +105,7 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 				    AND NOT `+hostLayer2Only+`), '[]'),
 				`+hostLayer2Only+`
 			FROM networks n
-			WHERE `+hostNetworksWhere+` AND ($2 = 0 OR n.id = $2)
+			WHERE NOT n.stopped AND `+hostNetworksWhere+` AND ($2 = 0 OR n.id = $2)
 			ORDER BY n.id`, req.Host, req.NetworkID)
 		if err != nil {
 			return err
@@ -132,7 +132,7 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 			-- The host that serves the fixed address NATs it, decided now
 			-- rather than at association: a network given a host after
 			-- the association still gets its floating IPs.
-			WHERE (CASE WHEN n.multi_host THEN f.host ELSE n.host END) = $1
+			WHERE (CASE WHEN n.multi_host THEN f.host ELSE n.host END) = $1 AND NOT n.stopped
 			ORDER BY fl.address`, req.Host)
 		if err != nil {
 			return err
