@@ -300,6 +300,9 @@ func (a *Agent) Serve(ctx context.Context, nc *nats.Conn) (micro.Service, error)
 // handler serves one method. Convergence is serialized by a.mu, so the
 // handler does its work inline: a request waits for the one before it.
 func (a *Agent) handler(ctx context.Context, method string) micro.Handler {
+	if method == rpc.HostMethodDescribe {
+		return a.describeHandler(ctx)
+	}
 	return micro.HandlerFunc(func(req micro.Request) {
 		var body rpc.HostNetworkRequest
 		if err := rpc.Decode(req.Data(), &body); err != nil {

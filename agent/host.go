@@ -10,6 +10,7 @@ import (
 	"novanet/floating"
 	"novanet/hostnet"
 	"novanet/linuxnet/iptables"
+	"novanet/linuxnet/link"
 	"novanet/rpc"
 )
 
@@ -25,6 +26,7 @@ type KernelHost struct {
 	fw     *iptables.Manager
 	fams   []iptables.Family
 	binder Binder
+	links  *link.Manager // read by Describe; nil: not described
 
 	forwarding bool
 	last       hostnet.Ruleset

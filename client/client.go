@@ -94,6 +94,14 @@ func (c *Client) ConvergeHost(ctx context.Context, host string) ([]string, error
 	return r.Changes, err
 }
 
+// DescribeHost asks the agent on host for its actual state beside the
+// desired one (rpc.HostMethodDescribe).
+func (c *Client) DescribeHost(ctx context.Context, host string, req rpc.DescribeRequest) (rpc.HostDescription, error) {
+	var r rpc.HostDescription
+	err := c.CallHost(ctx, host, rpc.HostMethodDescribe, req, &r)
+	return r, err
+}
+
 // longMethods may take long on a large request: one attempt gets the whole
 // time of the call.
 var longMethods = map[string]bool{
@@ -205,11 +213,33 @@ func (c *Client) CreateNetworks(ctx context.Context, req rpc.CreateNetworksReque
 	return r.Networks, err
 }
 
-// Networks lists networks, all or one project's.
+// Networks lists networks, all or one project's, following get_all_networks'
+// pages to the last.
 func (c *Client) Networks(ctx context.Context, projectID string) ([]rpc.Network, error) {
-	var r rpc.NetworksReply
-	err := c.Call(ctx, rpc.MethodGetAllNetworks, rpc.GetAllNetworksRequest{ProjectID: projectID}, &r)
-	return r.Networks, err
+	req := rpc.GetAllNetworksRequest{ProjectID: projectID}
+	var all []rpc.Network
+	for {
+		var r rpc.NetworksReply
+		if err := c.Call(ctx, rpc.MethodGetAllNetworks, req, &r); err != nil {
+			return nil, err
+		}
+		all = append(all, r.Networks...)
+		if r.NextCursor == "" {
+			return nonNil(all), nil
+		}
+		if r.NextCursor == req.Cursor {
+			return nil, rpc.Errorf(rpc.CodeInternal, "get_all_networks: next_cursor %q repeats the request's", r.NextCursor)
+		}
+		req.Cursor = r.NextCursor
+	}
+}
+
+// nonNil is s, or an empty slice for nil (a list that is JSON [], not null).
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 // Network returns one network by id, UUID, CIDR or label.
@@ -327,11 +357,33 @@ func (c *Client) FixedIPsByInstance(ctx context.Context, instanceUUID string) ([
 	return r.FixedIPs, err
 }
 
-// ListFixedIPs lists fixed addresses: those in use or reserved, or all.
+// ListFixedIPs lists fixed addresses: those in use or reserved, or all,
+// from after req.Cursor, at most req.Limit of them (0: rpc.MaxPage; more
+// than that are fetched a page at a time).
 func (c *Client) ListFixedIPs(ctx context.Context, req rpc.ListFixedIPsRequest) ([]rpc.FixedIP, error) {
-	var r rpc.FixedIPsReply
-	err := c.Call(ctx, rpc.MethodListFixedIPs, req, &r)
-	return r.FixedIPs, err
+	want := req.Limit
+	if want < 0 {
+		return nil, &rpc.Error{Code: rpc.CodeInvalidArgument, Field: "limit", Message: fmt.Sprintf("limit %d is negative", want)}
+	}
+	if want == 0 {
+		want = rpc.MaxPage
+	}
+	var all []rpc.FixedIP
+	for {
+		req.Limit = min(want-len(all), rpc.MaxPage)
+		var r rpc.FixedIPsReply
+		if err := c.Call(ctx, rpc.MethodListFixedIPs, req, &r); err != nil {
+			return nil, err
+		}
+		all = append(all, r.FixedIPs...)
+		if r.NextCursor == "" || len(all) >= want {
+			return nonNil(all), nil
+		}
+		if r.NextCursor == req.Cursor {
+			return nil, rpc.Errorf(rpc.CodeInternal, "list_fixed_ips: next_cursor %q repeats the request's", r.NextCursor)
+		}
+		req.Cursor = r.NextCursor
+	}
 }
 
 // RegisterHost announces an agent; agents repeat it as their heartbeat.
@@ -351,11 +403,27 @@ func (c *Client) CallForHost(ctx context.Context, host, method string, req, repl
 	return c.Call(ctx, rpc.HostMethod(host, method), req, reply)
 }
 
-// ListHosts lists the registered agents.
+// ListHosts lists the registered agents, following list_hosts' pages to
+// the last.
 func (c *Client) ListHosts(ctx context.Context) ([]rpc.HostInfo, error) {
-	var r rpc.HostsReply
-	err := c.Call(ctx, rpc.MethodListHosts, struct{}{}, &r)
-	return r.Hosts, err
+	var (
+		req rpc.ListHostsRequest
+		all []rpc.HostInfo
+	)
+	for {
+		var r rpc.HostsReply
+		if err := c.Call(ctx, rpc.MethodListHosts, req, &r); err != nil {
+			return nil, err
+		}
+		all = append(all, r.Hosts...)
+		if r.NextCursor == "" {
+			return nonNil(all), nil
+		}
+		if r.NextCursor == req.Cursor {
+			return nil, rpc.Errorf(rpc.CodeInternal, "list_hosts: next_cursor %q repeats the request's", r.NextCursor)
+		}
+		req.Cursor = r.NextCursor
+	}
 }
 
 // HostState returns the desired state of a host (networkID 0: all of it).

@@ -39,3 +39,16 @@ func AllocationQueries(inst, project, host string, net, start, size int64, addr 
 
 // ListNetworksSQL is get_all_networks' (and get_network's) query.
 var ListNetworksSQL = listNetworksSQL
+
+// HostStateSettings is what get_host_state sets in its transaction.
+const HostStateSettings = hostStateSettings
+
+// HostStateQueries returns get_host_state's statements for host, for all
+// its networks and for network net alone.
+func HostStateQueries(host string, net int64) []PlanQuery {
+	return []PlanQuery{
+		{"host networks", hostStateNetworksSQL, []any{host, int64(0)}},
+		{"host network", hostStateNetworksSQL, []any{host, net}},
+		{"host floating IPs", hostFloatingSQL, []any{host}},
+	}
+}

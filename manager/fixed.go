@@ -963,19 +963,22 @@ func (m *Manager) handleGetFixedIPsByInstance(ctx context.Context, data []byte) 
 	return rpc.FixedIPsReply{FixedIPs: ips}, nil
 }
 
-// maxListFixedIPs bounds one list_fixed_ips reply.
-const maxListFixedIPs = 10000
-
 func (m *Manager) handleListFixedIPs(ctx context.Context, data []byte) (any, error) {
 	var req rpc.ListFixedIPsRequest
 	if err := rpc.Decode(data, &req); err != nil {
 		return nil, err
 	}
-	if req.Limit < 0 || req.Limit > maxListFixedIPs {
-		return nil, badArg("limit", "limit %d: want 1 to %d", req.Limit, maxListFixedIPs)
+	limit, err := pageLimit(req.Limit)
+	if err != nil {
+		return nil, err
 	}
-	if req.Limit == 0 {
-		req.Limit = 1000
+	var after *netip.Addr
+	if req.Cursor != "" {
+		a, err := parseFixedAddr("cursor", req.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		after = &a
 	}
 	var netID *int64
 	if req.Network != "" {
@@ -996,11 +999,29 @@ func (m *Manager) handleListFixedIPs(ctx context.Context, data []byte) (any, err
 	ips, err := m.listFixedIPs(ctx, `WHERE ($1::bigint IS NULL OR f.network_id = $1)
 		AND ($2::uuid IS NULL OR f.instance_uuid = $2)
 		AND ($3 OR f.instance_uuid IS NOT NULL OR f.allocated OR f.leased OR f.reserved)
-		ORDER BY f.address LIMIT $4`, netID, inst, req.All, req.Limit)
+		AND ($5::inet IS NULL OR f.address > $5)
+		ORDER BY f.address LIMIT $4`, netID, inst, req.All, limit+1, after)
 	if err != nil {
 		return nil, err
 	}
-	return rpc.FixedIPsReply{FixedIPs: ips}, nil
+	r := rpc.FixedIPsReply{FixedIPs: ips}
+	if len(ips) > limit {
+		r.FixedIPs = ips[:limit]
+		r.NextCursor = ips[limit-1].Address
+	}
+	return r, nil
+}
+
+// pageLimit checks a page's limit: 0 for the default, rpc.MaxPage, up to
+// that.
+func pageLimit(limit int) (int, error) {
+	if limit < 0 || limit > rpc.MaxPage {
+		return 0, badArg("limit", "limit %d: want 1 to %d (and the next_cursor of a reply for more)", limit, rpc.MaxPage)
+	}
+	if limit == 0 {
+		return rpc.MaxPage, nil
+	}
+	return limit, nil
 }
 
 func (m *Manager) handleReserveFixedIP(ctx context.Context, data []byte) (any, error) {

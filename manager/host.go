@@ -60,28 +60,125 @@ func (m *Manager) RegisterHost(ctx context.Context, req rpc.RegisterHostRequest)
 		RETURNING `+hostColumns, aliveWindow.Seconds(), req.Host, req.Driver, req.Version))
 }
 
-// ListHosts returns every registered agent.
-func (m *Manager) ListHosts(ctx context.Context) ([]rpc.HostInfo, error) {
-	rows, err := m.pool.Query(ctx, `SELECT `+hostColumns+` FROM hosts ORDER BY name`, aliveWindow.Seconds())
+// ListHosts returns a page of the registered agents, in name order.
+func (m *Manager) ListHosts(ctx context.Context, req rpc.ListHostsRequest) (rpc.HostsReply, error) {
+	limit, err := pageLimit(req.Limit)
 	if err != nil {
-		return nil, err
+		return rpc.HostsReply{}, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (rpc.HostInfo, error) { return scanHost(r) })
+	if req.Cursor != "" {
+		if err := rpc.ValidateHostName(req.Cursor); err != nil {
+			return rpc.HostsReply{}, &rpc.Error{Code: rpc.CodeInvalidArgument, Field: "cursor",
+				Message: "cursor (the next_cursor of a reply): " + err.Error()}
+		}
+	}
+	rows, err := m.pool.Query(ctx, `SELECT `+hostColumns+` FROM hosts WHERE name > $2 ORDER BY name LIMIT $3`,
+		aliveWindow.Seconds(), req.Cursor, limit+1)
+	if err != nil {
+		return rpc.HostsReply{}, err
+	}
+	hs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rpc.HostInfo, error) { return scanHost(r) })
+	if err != nil {
+		return rpc.HostsReply{}, err
+	}
+	r := rpc.HostsReply{Hosts: hs}
+	if r.Hosts == nil {
+		r.Hosts = []rpc.HostInfo{}
+	}
+	if len(hs) > limit {
+		r.Hosts = hs[:limit]
+		r.NextCursor = hs[limit-1].Name
+	}
+	return r, nil
 }
 
-// hostNetworksWhere selects the networks a host ($1) has: the single-host
-// networks assigned to it, and every network with an instance address on
-// it (held until the DHCP release, so that dnsmasq is still there to
-// report it): multi-host networks it serves, and single-host networks
-// served by another host, of which it only carries layer 2
+// hostNetworksSQL selects the ids of the networks a host ($1) has: the
+// single-host networks assigned to it, and every network with an instance
+// address on it (held until the DHCP release, so that dnsmasq is still
+// there to report it): multi-host networks it serves, and single-host
+// networks served by another host, of which it only carries layer 2
 // (hostLayer2Only), as nova-network plugged every compute host into the
-// network's VLAN.
-const hostNetworksWhere = `((NOT n.multi_host AND n.host = $1) OR EXISTS (
-	SELECT 1 FROM fixed_ips f WHERE f.network_id = n.id AND f.host = $1 AND f.instance_uuid IS NOT NULL))`
+// network's VLAN. A stopped network (stop_network) is left out by
+// hostStateNetworksSQL and hostFloatingSQL. Both come from indexes on the host (networks_host_idx,
+// fixed_ips_host_idx): it reads the host's rows, not the cloud's.
+const hostNetworksSQL = `
+	SELECT id FROM networks WHERE host = $1 AND NOT multi_host
+	UNION
+	SELECT f.network_id FROM fixed_ips f WHERE f.host = $1 AND f.instance_uuid IS NOT NULL`
 
-// hostLayer2Only is true for a network of hostNetworksWhere that the host
+// hostLayer2Only is true for a network of hostNetworksSQL that the host
 // ($1) does not serve: single-host, served by another host (or none yet).
 const hostLayer2Only = `(NOT n.multi_host AND n.host IS DISTINCT FROM $1)`
+
+// dhcpHostsSQL is the JSON array of the DHCP hosts of network n that the
+// host ($1) serves, from the addresses that WHERE picks. The MAC is looked
+// up by key for each address: however many the planner guesses a network
+// holds, it never joins every interface of the cloud.
+func dhcpHostsSQL(where string) string {
+	return `(SELECT json_agg(json_build_object('mac', (SELECT v.address::text FROM virtual_interfaces v
+			WHERE v.id = f.virtual_interface_id), 'address', host(f.address), 'hostname', f.instance_uuid::text)
+			ORDER BY f.address)
+		FROM fixed_ips f WHERE f.virtual_interface_id IS NOT NULL AND ` + where + `)`
+}
+
+// allocatedOnHost is f.allocated (a NOT NULL column) in words the planner
+// cannot match to fixed_ips_allocated_idx: a host's addresses on a
+// multi-host network are read from fixed_ips_host_idx, not by walking
+// every allocated address of the network (which it would do when its
+// statistics are stale and both look like one row).
+const allocatedOnHost = `f.allocated IS NOT FALSE`
+
+// hostStateNetworksSQL lists the networks of a host ($1), or only network
+// $2 when it is not 0, with their DHCP hosts: every allocated address of a
+// single-host network it serves (fixed_ips_allocated_idx), the host's own
+// of a multi-host network (fixed_ips_host_idx; allocation sets
+// instance_uuid with allocated), none of a network it only carries at
+// layer 2.
+var hostStateNetworksSQL = `
+	SELECT n.id, n.label, n.cidr::text, host(n.netmask), coalesce(host(n.gateway), ''), host(n.broadcast),
+		coalesce(host(n.dhcp_start), ''), array_remove(ARRAY[host(n.dns1), host(n.dns2)], NULL),
+		coalesce(n.vlan, 0), coalesce(n.bridge, ''), coalesce(n.bridge_interface, ''), n.multi_host,
+		coalesce(n.mtu, 0), n.enable_dhcp, coalesce(host(n.vpn_public_address), ''),
+		coalesce(n.vpn_public_port, 0), coalesce(host(n.vpn_private_address), ''),
+		coalesce(CASE WHEN ` + hostLayer2Only + ` THEN NULL
+			WHEN n.multi_host
+			THEN ` + dhcpHostsSQL(`f.host = $1 AND f.network_id = n.id AND f.instance_uuid IS NOT NULL AND `+allocatedOnHost) + `
+			ELSE ` + dhcpHostsSQL(`f.network_id = n.id AND f.allocated`) + ` END, '[]'),
+		` + hostLayer2Only + `
+	FROM networks n
+	WHERE n.id IN (` + hostNetworksSQL + `) AND NOT n.stopped AND ($2 = 0 OR n.id = $2)
+	ORDER BY n.id`
+
+// hostFloatingSQL lists the floating IPs a host ($1) NATs: those of the
+// addresses it serves, decided now rather than at association (a network
+// given a host after the association still gets its floating IPs). A
+// floating IP is only associated with an allocated address, so both
+// halves start from the host's allocated addresses and look each one's
+// floating IP up by key (OFFSET 0 keeps the planner from joining every
+// floating IP of the cloud instead).
+var hostFloatingSQL = `
+	SELECT host(a), fixed, iface, net FROM (
+		SELECT fl.address AS a, host(f.address) AS fixed, fl.iface, f.network_id AS net
+		FROM networks n
+		CROSS JOIN LATERAL (SELECT f.id, f.address, f.network_id FROM fixed_ips f
+			WHERE f.network_id = n.id AND f.allocated OFFSET 0) f
+		CROSS JOIN LATERAL (SELECT fl.address, coalesce(fl.interface, '') AS iface FROM floating_ips fl
+			WHERE fl.fixed_ip_id = f.id OFFSET 0) fl
+		WHERE n.host = $1 AND NOT n.multi_host AND NOT n.stopped
+		UNION ALL
+		SELECT fl.address, host(f.address), fl.iface, f.network_id
+		FROM fixed_ips f JOIN networks n ON n.id = f.network_id
+		CROSS JOIN LATERAL (SELECT fl.address, coalesce(fl.interface, '') AS iface FROM floating_ips fl
+			WHERE fl.fixed_ip_id = f.id OFFSET 0) fl
+		WHERE f.host = $1 AND f.instance_uuid IS NOT NULL AND ` + allocatedOnHost + ` AND n.multi_host AND NOT n.stopped) x
+	ORDER BY a`
+
+// hostStateSettings is run first in HostState's transaction. The planner
+// costs the DHCP hosts of every network a host has an address on as if it
+// served them all (it cannot know which it only carries at layer 2): on a
+// large cloud the estimate passes jit_above_cost, and compiling would
+// cost more than the few hundred rows the statement reads.
+const hostStateSettings = `SET LOCAL jit = off`
 
 // HostState returns what a host should have. With networkID set, only that
 // network (absent when the host should not have it).
@@ -92,21 +189,10 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 	st := rpc.HostState{Host: req.Host, Mode: string(m.cfg.Mode), Networks: []rpc.HostNetwork{},
 		FloatingIPs: []rpc.HostFloatingIP{}, Partial: req.NetworkID != 0}
 	err := pgx.BeginTxFunc(ctx, m.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-			SELECT n.id, n.label, n.cidr::text, host(n.netmask), coalesce(host(n.gateway), ''), host(n.broadcast),
-				coalesce(host(n.dhcp_start), ''), array_remove(ARRAY[host(n.dns1), host(n.dns2)], NULL),
-				coalesce(n.vlan, 0), coalesce(n.bridge, ''), coalesce(n.bridge_interface, ''), n.multi_host,
-				coalesce(n.mtu, 0), n.enable_dhcp, coalesce(host(n.vpn_public_address), ''),
-				coalesce(n.vpn_public_port, 0), coalesce(host(n.vpn_private_address), ''),
-				coalesce((SELECT json_agg(json_build_object('mac', v.address::text, 'address', host(f.address),
-					'hostname', f.instance_uuid::text) ORDER BY f.address)
-				  FROM fixed_ips f JOIN virtual_interfaces v ON v.id = f.virtual_interface_id
-				  WHERE f.network_id = n.id AND f.allocated AND (NOT n.multi_host OR f.host = $1)
-				    AND NOT `+hostLayer2Only+`), '[]'),
-				`+hostLayer2Only+`
-			FROM networks n
-			WHERE NOT n.stopped AND `+hostNetworksWhere+` AND ($2 = 0 OR n.id = $2)
-			ORDER BY n.id`, req.Host, req.NetworkID)
+		if _, err := tx.Exec(ctx, hostStateSettings); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, hostStateNetworksSQL, req.Host, req.NetworkID)
 		if err != nil {
 			return err
 		}
@@ -126,14 +212,7 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 		}); err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, `
-			SELECT host(fl.address), host(f.address), coalesce(fl.interface, ''), f.network_id
-			FROM floating_ips fl JOIN fixed_ips f ON f.id = fl.fixed_ip_id JOIN networks n ON n.id = f.network_id
-			-- The host that serves the fixed address NATs it, decided now
-			-- rather than at association: a network given a host after
-			-- the association still gets its floating IPs.
-			WHERE (CASE WHEN n.multi_host THEN f.host ELSE n.host END) = $1 AND NOT n.stopped
-			ORDER BY fl.address`, req.Host)
+		rows, err = tx.Query(ctx, hostFloatingSQL, req.Host)
 		if err != nil {
 			return err
 		}
@@ -239,11 +318,11 @@ func (m *Manager) notify(method string, targets []hostTarget) {
 }
 
 func (m *Manager) handleListHosts(ctx context.Context, data []byte) (any, error) {
-	if err := rpc.Decode(data, &struct{}{}); err != nil {
+	var req rpc.ListHostsRequest
+	if err := rpc.Decode(data, &req); err != nil {
 		return nil, err
 	}
-	hs, err := m.ListHosts(ctx)
-	return rpc.HostsReply{Hosts: hs}, err
+	return m.ListHosts(ctx, req)
 }
 
 // hostHandlerFunc serves a host-facing method for the host named in the

@@ -40,7 +40,7 @@ func (m *Manager) SetNetworkStopped(ctx context.Context, ref string, stopped boo
 			return err
 		}
 		changed = tag.RowsAffected() == 1
-		nets, err := m.listNetworks(ctx, tx, "WHERE n.id = $1", id)
+		nets, err := m.listNetworks(ctx, tx, "WHERE n.id = $1", "", id)
 		if err != nil {
 			return err
 		}

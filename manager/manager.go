@@ -49,6 +49,10 @@ func ParseMode(s string) (Mode, error) {
 type Config struct {
 	Mode    Mode // default flatdhcp
 	Workers int  // requests handled at once by this replica; default 64
+	// Queue: requests that may wait for a worker; past it a request is
+	// answered unavailable at once (load shed) rather than left to time
+	// out; default 64 per worker.
+	Queue int
 	// RequestTimeout bounds each request from when it reaches the replica,
 	// also when the caller's deadline is later; default 30s.
 	RequestTimeout time.Duration
@@ -102,6 +106,9 @@ func New(pool *pgxpool.Pool, log *zap.Logger, cfg Config, reg prometheus.Registe
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
 	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = cfg.Workers * queueFactor
+	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
@@ -130,7 +137,7 @@ func New(pool *pgxpool.Pool, log *zap.Logger, cfg Config, reg prometheus.Registe
 		cfg.RequestIDWindow = 24 * time.Hour
 	}
 	m := &Manager{pool: pool, log: log, cfg: cfg, sem: make(chan struct{}, cfg.Workers),
-		queued: make(chan struct{}, cfg.Workers*queueFactor)}
+		queued: make(chan struct{}, cfg.Queue)}
 	var err error
 	if m.metrics, err = newMetrics(reg); err != nil {
 		return nil, err
@@ -255,19 +262,27 @@ func (s *Service) Stop() error {
 
 // dispatch turns a handler into a micro.Handler that runs each request on
 // its own goroutine, at most cfg.Workers at a time across all endpoints,
-// in the order they came. Up to cfg.Workers*queueFactor requests wait for
-// a worker; only then does the endpoint's subscription wait. A request
-// whose deadline (the caller's Novanet-Deadline, or RequestTimeout after
-// it came) passes while it waits is answered unavailable without being
-// run, and one that runs is cancelled at its deadline. The reply is
-// published on nc directly: micro's request object is not safe to use once
-// its handler has returned, so $SRV.STATS counts requests but not errors
-// (the Prometheus metrics have both).
+// in the order they came. Up to cfg.Queue requests wait for a worker; one
+// more is answered unavailable at once (shed: the caller backs off and
+// retries, rather than every queued request timing out). A request whose
+// deadline (the caller's Novanet-Deadline, or RequestTimeout after it
+// came) passes while it waits is answered unavailable without being run,
+// and one that runs is cancelled at its deadline. The reply is published
+// on nc directly: micro's request object is not safe to use once its
+// handler has returned, so $SRV.STATS counts requests but not errors (the
+// Prometheus metrics have both).
 func (m *Manager) dispatch(ctx context.Context, nc *nats.Conn, method string, h handlerFunc) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
 		received := time.Now()
 		reply, data, hdr := req.Reply(), req.Data(), req.Headers()
-		m.queued <- struct{}{}
+		select {
+		case m.queued <- struct{}{}:
+		default:
+			m.metrics.shed.Inc()
+			m.send(nc, method, reply, nil, errOverloaded)
+			m.metrics.observe(method, string(rpc.CodeUnavailable), 0)
+			return
+		}
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
@@ -276,25 +291,49 @@ func (m *Manager) dispatch(ctx context.Context, nc *nats.Conn, method string, h 
 			defer func() { <-m.sem }()
 			start := time.Now()
 			res, err := m.handle(ctx, method, h, hdr, data, received)
-			code := "ok"
-			msg := &nats.Msg{Subject: reply, Data: res}
-			if err != nil {
-				e := m.toRPCError(method, err)
-				code = string(e.Code)
-				msg = rpc.ErrorMsg(reply, e)
-			}
-			if reply != "" {
-				if perr := nc.PublishMsg(msg); perr != nil {
-					m.log.Warn("reply", zap.String("method", method), zap.Error(perr))
-				}
-			}
+			code := m.send(nc, method, reply, res, err)
 			m.metrics.observe(method, code, time.Since(start))
 		}()
 	})
 }
 
+// replyRoom is what a reply's subject and headers may take of NATS's
+// max payload beside its body.
+const replyRoom = 1024
+
+// send publishes the reply to a request (none when it has no reply
+// subject) and returns its code: res, or err as an error reply. A reply
+// too large for the connection's max payload is not published as is
+// (NATS would drop it and the caller wait for its timeout): the caller
+// gets too_large instead.
+func (m *Manager) send(nc *nats.Conn, method, reply string, res []byte, err error) string {
+	if err == nil && int64(len(res))+replyRoom > nc.MaxPayload() {
+		m.log.Warn("reply too large for NATS: sent too_large instead", zap.String("method", method),
+			zap.Int("bytes", len(res)), zap.Int64("max_payload", nc.MaxPayload()))
+		err = rpc.Errorf(rpc.CodeTooLarge, "the %s reply is %d bytes, over what NATS carries (max payload %d); ask for less: a smaller limit, the next page, one network",
+			method, len(res), nc.MaxPayload())
+	}
+	code := "ok"
+	msg := &nats.Msg{Subject: reply, Data: res}
+	if err != nil {
+		e := m.toRPCError(method, err)
+		code = string(e.Code)
+		msg = rpc.ErrorMsg(reply, e)
+	}
+	if reply != "" {
+		if perr := nc.PublishMsg(msg); perr != nil {
+			m.log.Warn("reply", zap.String("method", method), zap.Error(perr))
+		}
+	}
+	return code
+}
+
 // queueFactor: requests that may wait for a worker, per worker.
 const queueFactor = 64
+
+// errOverloaded: the replica's queue of requests waiting for a worker is
+// full.
+var errOverloaded = rpc.Errorf(rpc.CodeUnavailable, "manager overloaded: too many requests waiting for a worker; retry with backoff")
 
 // errExpired: the request's deadline passed before a worker took it.
 var errExpired = rpc.Errorf(rpc.CodeUnavailable, "not run: the caller's deadline passed while the request waited for a worker; retry")

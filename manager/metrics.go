@@ -12,6 +12,7 @@ type metrics struct {
 	macCollisions prometheus.Counter
 	notifications *prometheus.CounterVec
 	expired       prometheus.Counter
+	shed          prometheus.Counter
 	replays       *prometheus.CounterVec
 }
 
@@ -38,13 +39,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "novanet", Subsystem: "manager", Name: "requests_expired_total",
 			Help: "Requests not run because their deadline passed while they waited for a worker.",
 		}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "novanet", Subsystem: "manager", Name: "requests_shed_total",
+			Help: "Requests answered unavailable at once because the queue of requests waiting for a worker was full.",
+		}),
 		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "novanet", Subsystem: "manager", Name: "request_id_replays_total",
 			Help: "Requests answered with the stored reply of an earlier request with the same request id, by method.",
 		}, []string{"method"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration, m.macCollisions, m.notifications, m.expired, m.replays} {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.macCollisions, m.notifications, m.expired, m.shed, m.replays} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

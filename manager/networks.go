@@ -34,11 +34,29 @@ func (m *Manager) handleGetAllNetworks(ctx context.Context, data []byte) (any, e
 	if err := rpc.Decode(data, &req); err != nil {
 		return nil, err
 	}
-	nets, err := m.listNetworks(ctx, m.pool, "WHERE ($1 = '' OR n.project_id = $1)", req.ProjectID)
+	limit, err := pageLimit(req.Limit)
 	if err != nil {
 		return nil, err
 	}
-	return rpc.NetworksReply{Networks: nets}, nil
+	var after *netip.Prefix
+	if req.Cursor != "" {
+		p, err := netip.ParsePrefix(req.Cursor)
+		if err != nil || !p.Addr().Is4() {
+			return nil, badArg("cursor", "cursor %q is not an IPv4 CIDR (the next_cursor of a reply)", truncate(req.Cursor))
+		}
+		after = &p
+	}
+	nets, err := m.listNetworks(ctx, m.pool, `WHERE ($1 = '' OR n.project_id = $1) AND ($2::cidr IS NULL OR n.cidr > $2)`,
+		"LIMIT $3", req.ProjectID, after, limit+1)
+	if err != nil {
+		return nil, err
+	}
+	r := rpc.NetworksReply{Networks: nets}
+	if len(nets) > limit {
+		r.Networks = nets[:limit]
+		r.NextCursor = nets[limit-1].CIDR
+	}
+	return r, nil
 }
 
 func (m *Manager) handleGetNetwork(ctx context.Context, data []byte) (any, error) {
@@ -154,7 +172,7 @@ func (m *Manager) CreateNetworks(ctx context.Context, req rpc.CreateNetworksRequ
 		}
 		// The reply is read in the transaction: once it commits, the
 		// caller hears of success, never of a read that failed after.
-		if created.Networks, err = m.listNetworks(ctx, tx, "WHERE n.id = ANY($1)", ids); err != nil {
+		if created.Networks, err = m.listNetworks(ctx, tx, "WHERE n.id = ANY($1)", "", ids); err != nil {
 			return err
 		}
 		return storeTx(ctx, tx, created)
@@ -413,8 +431,10 @@ func listNetworksSQL(where string) string {
 	return "SELECT " + networkColumns + " FROM networks n " + fixedIPCounts + " " + where + " ORDER BY n.cidr"
 }
 
-func (m *Manager) listNetworks(ctx context.Context, q querier, where string, args ...any) ([]rpc.Network, error) {
-	rows, err := q.Query(ctx, listNetworksSQL(where), args...)
+// listNetworks lists the networks that where picks, in CIDR order, then
+// tail (a LIMIT, say).
+func (m *Manager) listNetworks(ctx context.Context, q querier, where, tail string, args ...any) ([]rpc.Network, error) {
+	rows, err := q.Query(ctx, listNetworksSQL(where)+" "+tail, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -472,7 +492,7 @@ func (m *Manager) GetNetwork(ctx context.Context, ref string) (rpc.Network, erro
 	if err != nil {
 		return rpc.Network{}, err
 	}
-	nets, err := m.listNetworks(ctx, m.pool, "WHERE n.id = $1", id)
+	nets, err := m.listNetworks(ctx, m.pool, "WHERE n.id = $1", "", id)
 	if err != nil {
 		return rpc.Network{}, err
 	}
@@ -506,7 +526,7 @@ func (m *Manager) DeleteNetwork(ctx context.Context, ref string) (rpc.Network, e
 		if _, err := tx.Exec(ctx, "SELECT 1 FROM networks WHERE id = $1 FOR UPDATE", id); err != nil {
 			return err
 		}
-		nets, err := m.listNetworks(ctx, tx, "WHERE n.id = $1", id)
+		nets, err := m.listNetworks(ctx, tx, "WHERE n.id = $1", "", id)
 		if err != nil {
 			return err
 		}

@@ -31,16 +31,16 @@ func TestCreateManyNetworks(t *testing.T) {
 	inst := uuid.NewString()
 	info := allocate(t, env, inst, "p")
 	start = time.Now()
-	var all rpc.NetworksReply
-	if err := call(env, rpc.MethodGetAllNetworks, rpc.GetAllNetworksRequest{}, &all); err != nil {
+	all, err := env.Client.Networks(ctx, "")
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("get_all_networks of 4094 networks: %v", time.Since(start))
-	if len(all.Networks) != 4094 {
-		t.Fatalf("get_all_networks: %d networks, want 4094", len(all.Networks))
+	if len(all) != 4094 {
+		t.Fatalf("get_all_networks: %d networks, want 4094", len(all))
 	}
 	var inUse int
-	for _, n := range all.Networks {
+	for _, n := range all {
 		c := n.FixedIPs
 		// The network, gateway, broadcast and VPN addresses are reserved.
 		if c.Total != 64 || c.Reserved < 3 || c.Free != c.Total-c.Reserved-c.InUse {

@@ -59,6 +59,8 @@ type config struct {
 	name     string
 	cluster  *Cluster
 	authFile string
+	// maxPayload: 0 for the default.
+	maxPayload int32
 }
 
 // Option changes how Start configures the server.
@@ -75,6 +77,10 @@ func WithServerName(name string) Option { return func(c *config) { c.name = name
 // it the server lets anyone in (tests and benchmarks only). Settings of
 // the other options (listen address, name, cluster) win over the file's.
 func WithAuthFile(path string) Option { return func(c *config) { c.authFile = path } }
+
+// WithMaxPayload sets the largest message the server carries (8 MiB
+// without it; an external nats-server's default is 1 MiB).
+func WithMaxPayload(n int32) Option { return func(c *config) { c.maxPayload = n } }
 
 // WithCluster makes the server a node of a cluster.
 func WithCluster(cl Cluster) Option { return func(c *config) { c.cluster = &cl } }
@@ -120,6 +126,9 @@ func (cfg config) options(listen string) (*server.Options, error) {
 	opts.Host, opts.Port = host, port
 	opts.NoSigs, opts.NoLog = true, true
 	opts.MaxPayload = 8 << 20
+	if cfg.maxPayload > 0 {
+		opts.MaxPayload = cfg.maxPayload
+	}
 	if cfg.cluster != nil {
 		if err := clusterOptions(opts, *cfg.cluster); err != nil {
 			return nil, err

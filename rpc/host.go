@@ -56,7 +56,7 @@ func HostFromManagerSubject(subject string) string {
 }
 
 // HostMethods lists the methods an agent serves on its subjects.
-var HostMethods = []string{HostMethodSetup, HostMethodTeardown, HostMethodRefresh, HostMethodConverge}
+var HostMethods = []string{HostMethodSetup, HostMethodTeardown, HostMethodRefresh, HostMethodConverge, HostMethodDescribe}
 
 // HostSubject returns the subject of an agent method on a host.
 func HostSubject(host, method string) string { return HostPrefix + "." + host + "." + method }
@@ -98,9 +98,19 @@ type HostInfo struct {
 	Networks int  `json:"networks"` // networks this host serves (non-multi-host)
 }
 
-// HostsReply carries the registered agents.
+// ListHostsRequest asks for a page of the registered agents, in name
+// order: at most Limit (default and most MaxPage) from after Cursor (a
+// reply's NextCursor; empty: the first page).
+type ListHostsRequest struct {
+	Limit  int    `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// HostsReply carries a page of the registered agents: NextCursor, when
+// set, is the Cursor of the request for the next.
 type HostsReply struct {
-	Hosts []HostInfo `json:"hosts"`
+	Hosts      []HostInfo `json:"hosts"`
+	NextCursor string     `json:"next_cursor,omitempty"`
 }
 
 // HostStateRequest asks for the desired state of a host; NetworkID, when
@@ -173,4 +183,53 @@ type HostNetworkRequest struct {
 // HostActionReply tells what an agent changed.
 type HostActionReply struct {
 	Changes []string `json:"changes"`
+}
+
+// HostMethodDescribe: novanet.host.<host>.describe, the host's actual
+// state read back beside the desired one (netadm host describe).
+const HostMethodDescribe = "describe"
+
+// DescribeRequest is the body of describe. NetworkID narrows it to one
+// network's objects (the firewall and floating addresses are whole-host
+// and always included); All adds what on the host is not ours.
+type DescribeRequest struct {
+	NetworkID int64 `json:"network_id,omitempty"`
+	All       bool  `json:"all,omitempty"`
+}
+
+// HostObject is one thing on a host in describe's schema: a bridge, a
+// segment (VLAN or VXLAN link), a dnsmasq instance, a firewall chain, or
+// the floating addresses of an interface. Attrs are "key value" strings
+// ("mtu 1500", "address 10.0.0.1/24", "port vxlan100", "rule -A ...",
+// "running yes"), compared between the desired and the actual object;
+// Info (leases, pid) is shown, not compared.
+type HostObject struct {
+	Kind  string   `json:"kind"`
+	Name  string   `json:"name"`
+	Attrs []string `json:"attrs"`
+	Info  []string `json:"info,omitempty"`
+}
+
+// HostObjectDiff is one desired object the host lacks (Missing) or has
+// otherwise: Want are its attributes the host lacks ("+ want"), Have the
+// host's attributes it should not have ("- have").
+type HostObjectDiff struct {
+	Kind    string   `json:"kind"`
+	Name    string   `json:"name"`
+	Missing bool     `json:"missing,omitempty"`
+	Want    []string `json:"want,omitempty"`
+	Have    []string `json:"have,omitempty"`
+}
+
+// HostDescription is the reply of describe: the desired objects (Want),
+// the actual ones read back from the kernel and dnsmasq (Have), their
+// differences (Diff, empty when the host is in sync), and with All the
+// objects on the host that are not ours (Foreign), which the agent never
+// touches.
+type HostDescription struct {
+	Host    string           `json:"host"`
+	Want    []HostObject     `json:"want"`
+	Have    []HostObject     `json:"have"`
+	Diff    []HostObjectDiff `json:"diff"`
+	Foreign []HostObject     `json:"foreign,omitempty"`
 }

@@ -76,7 +76,8 @@ const (
 	CodeNoMoreNetworks    Code = "no_more_networks"     // 409: VLAN mode: no unassociated network left for a new project
 	CodeNoMoreFloatingIPs Code = "no_more_floating_ips" // 409: the floating pool has no free address
 	CodeQuotaExceeded     Code = "quota_exceeded"       // 403: the project is at its quota
-	CodeUnavailable       Code = "unavailable"          // 503: a dependency (database) is unreachable; retry
+	CodeTooLarge          Code = "too_large"            // 413: the reply would exceed what NATS carries; ask for a page or less
+	CodeUnavailable       Code = "unavailable"          // 503: a dependency (database) is unreachable, or the manager is overloaded; retry
 	CodeInternal          Code = "internal"             // 500: a bug or unexpected state; see the manager's log
 )
 
@@ -91,6 +92,8 @@ func (c Code) Status() int {
 		return 404
 	case CodeConflict, CodeInUse, CodeNoMoreAddresses, CodeNoMoreNetworks, CodeNoMoreFloatingIPs:
 		return 409
+	case CodeTooLarge:
+		return 413
 	case CodeUnavailable:
 		return 503
 	default:
@@ -111,6 +114,8 @@ func CodeForStatus(s string) Code {
 		return CodeNotFound
 	case 409:
 		return CodeConflict
+	case 413:
+		return CodeTooLarge
 	case 503:
 		return CodeUnavailable
 	default:
@@ -144,6 +149,7 @@ var (
 	ErrNoMoreNetworks    = &Error{Code: CodeNoMoreNetworks}
 	ErrNoMoreFloatingIPs = &Error{Code: CodeNoMoreFloatingIPs}
 	ErrQuotaExceeded     = &Error{Code: CodeQuotaExceeded}
+	ErrTooLarge          = &Error{Code: CodeTooLarge}
 	ErrUnavailable       = &Error{Code: CodeUnavailable}
 	ErrInternal          = &Error{Code: CodeInternal}
 )
@@ -274,9 +280,11 @@ type FixedIPCounts struct {
 	Free     int `json:"free"`
 }
 
-// NetworksReply carries a list of networks.
+// NetworksReply carries a list of networks. From get_all_networks, one
+// page: NextCursor, when set, is the Cursor of the request for the next.
 type NetworksReply struct {
-	Networks []Network `json:"networks"`
+	Networks   []Network `json:"networks"`
+	NextCursor string    `json:"next_cursor,omitempty"`
 }
 
 // NetworkRef names one network by id, UUID, CIDR or (when unique) label.
@@ -284,10 +292,20 @@ type NetworkRef struct {
 	Network string `json:"network"`
 }
 
-// GetAllNetworksRequest filters the network list; empty means all.
+// GetAllNetworksRequest filters the network list; empty means all. The
+// list comes in pages of at most Limit networks (default and most
+// MaxPage), in CIDR order, from after Cursor (a reply's NextCursor; empty:
+// the first page).
 type GetAllNetworksRequest struct {
 	ProjectID string `json:"project_id,omitempty"`
+	Limit     int    `json:"limit,omitempty"`
+	Cursor    string `json:"cursor,omitempty"`
 }
+
+// MaxPage is the default and largest page of get_all_networks and
+// list_hosts, and the largest of list_fixed_ips: well within the 1 MiB an
+// external nats-server carries by default.
+const MaxPage = 1000
 
 // Allocation methods, called by compute services and DHCP events.
 const (
@@ -354,12 +372,15 @@ type AddressRequest struct {
 	Host    string `json:"host,omitempty"`
 }
 
-// ListFixedIPsRequest filters fixed IPs; empty lists those in use.
+// ListFixedIPsRequest filters fixed IPs; empty lists those in use. They
+// come in address order, at most Limit (default and most MaxPage) from
+// after Cursor (a reply's NextCursor; empty: from the first).
 type ListFixedIPsRequest struct {
 	Network  string `json:"network,omitempty"`
 	Instance string `json:"instance_uuid,omitempty"`
 	All      bool   `json:"all,omitempty"` // free ones too
 	Limit    int    `json:"limit,omitempty"`
+	Cursor   string `json:"cursor,omitempty"`
 }
 
 // NetworkInfo is an instance's network: its virtual interfaces in order.
@@ -418,9 +439,11 @@ type FixedIP struct {
 	UpdatedAt    string `json:"updated_at"`
 }
 
-// FixedIPsReply carries a list of fixed IPs.
+// FixedIPsReply carries a list of fixed IPs. From list_fixed_ips, one
+// page: NextCursor, when set, is the Cursor of the request for the next.
 type FixedIPsReply struct {
-	FixedIPs []FixedIP `json:"fixed_ips"`
+	FixedIPs   []FixedIP `json:"fixed_ips"`
+	NextCursor string    `json:"next_cursor,omitempty"`
 }
 
 // Empty is the reply of methods that return nothing.

@@ -20,7 +20,7 @@ func requestTypes() []any {
 		&RegisterHostRequest{}, &HostStateRequest{}, &HostNetworkRequest{},
 		&CreateFloatingIPsRequest{}, &FloatingRangeRef{}, &ListFloatingIPsRequest{}, &AllocateFloatingIPRequest{},
 		&FloatingIPRequest{}, &FloatingAddressRef{}, &AssociateFloatingIPRequest{}, &ProjectRequest{},
-		&FixedAddressRef{}, &QuotaSetRequest{},
+		&FixedAddressRef{}, &QuotaSetRequest{}, &ListHostsRequest{},
 	}
 }
 
@@ -92,7 +92,7 @@ func TestErrorIs(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
 		t.Errorf("errors.Is mismatch for %v", err)
 	}
-	for _, c := range []Code{CodeInvalidArgument, CodeNotFound, CodeConflict, CodeUnavailable, CodeInternal, CodeQuotaExceeded} {
+	for _, c := range []Code{CodeInvalidArgument, CodeNotFound, CodeConflict, CodeUnavailable, CodeInternal, CodeQuotaExceeded, CodeTooLarge} {
 		if got := CodeForStatus(strconv.Itoa(c.Status())); got != c {
 			t.Errorf("CodeForStatus(%d) = %s, want %s", c.Status(), got, c)
 		}

@@ -72,6 +72,7 @@ when something could not be set up (everything else still is).`,
 			return nil
 		},
 	})
+	cmd.AddCommand(newHostDescribeCmd(a))
 	return cmd
 }
 

@@ -436,7 +436,8 @@ timeout), leased or reserved; --all lists free ones too.`,
 	lf.StringVar(&req.Network, "network", "", "only this network (id, UUID, CIDR or label)")
 	lf.StringVar(&req.Instance, "instance", "", "only this instance's addresses")
 	lf.BoolVar(&req.All, "all", false, "free addresses too")
-	lf.IntVar(&req.Limit, "limit", 1000, "at most this many (up to 10000)")
+	lf.IntVar(&req.Limit, "limit", 1000, "at most this many, fetched 1000 a page (0: 1000)")
+	lf.StringVar(&req.Cursor, "after", "", "only addresses after this one (the last one of a previous listing)")
 	reserve := func(use, short, long string, call func(*client.Client, context.Context, string) (rpc.FixedIP, error)) *cobra.Command {
 		return &cobra.Command{
 			Use:   use + " ADDRESS",

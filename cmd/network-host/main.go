@@ -388,10 +388,12 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 		return fmt.Errorf("nats %s: %w", redact.URL(o.natsURL), err)
 	}
 	defer nc.Close()
+	kh := agent.NewKernelHost(cfg, fw, fams, binder)
+	kh.SetLinks(links)
 	a, err := agent.New(agent.Config{
 		Host: o.host, Driver: o.driver, Version: version, StateDir: o.stateDir,
 		HeartbeatInterval: o.heartbeatInterval, ConvergeInterval: o.convergeInterval,
-	}, log, client.New(nc, 30*time.Second), drv, agent.NewKernelHost(cfg, fw, fams, binder))
+	}, log, client.New(nc, 30*time.Second), drv, kh)
 	if err != nil {
 		return err
 	}

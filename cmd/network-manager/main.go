@@ -63,6 +63,7 @@ type options struct {
 	migrate       bool
 	mode          string
 	workers       int
+	queue         int
 	disassociate  time.Duration
 	sweepEvery    time.Duration
 	reqTimeout    time.Duration
@@ -179,6 +180,7 @@ on loopback, or behind a proxy or firewall that lets only monitoring in.`,
 	f.BoolVar(&o.migrate, "migrate", false, "apply pending database migrations at start")
 	f.StringVar(&o.mode, "network-mode", "flatdhcp", "network mode of the deployment: flat, flatdhcp or vlan")
 	f.IntVar(&o.workers, "workers", 64, "requests this replica handles at once")
+	f.IntVar(&o.queue, "queue", 0, "requests that may wait for a worker; past it a request is answered unavailable at once (0: 64 per worker)")
 	f.DurationVar(&o.disassociate, "disassociate-timeout", 10*time.Minute,
 		"free a deallocated fixed IP whose DHCP release never came after this long")
 	f.DurationVar(&o.sweepEvery, "sweep-interval", time.Minute, "how often to look for such fixed IPs (and forget old request ids)")
@@ -363,7 +365,7 @@ func serveCmd(ctx context.Context, o options, logw io.Writer, ready readyFunc) e
 	if o.disassociate <= 0 || o.sweepEvery <= 0 || o.reqTimeout <= 0 || o.reqIDWindow <= 0 {
 		return fmt.Errorf("--disassociate-timeout, --sweep-interval, --request-timeout and --request-id-window must be positive")
 	}
-	m, err := manager.New(pool, log, manager.Config{Mode: mode, Workers: o.workers, Version: version,
+	m, err := manager.New(pool, log, manager.Config{Mode: mode, Workers: o.workers, Queue: o.queue, Version: version,
 		RequestTimeout: o.reqTimeout, RequestIDWindow: o.reqIDWindow,
 		DisassociateTimeout: o.disassociate, AutoAssignFloatingIP: o.autoAssign,
 		DefaultFloatingPool: o.floatingPool, FloatingIPQuota: o.floatingQuota}, reg)

@@ -363,7 +363,8 @@ func (s *Server) launch() error {
 	pg := exec.Command(filepath.Join(s.bin, "postgres"), append([]string{"-D", filepath.Join(s.dir, "data"), "-k", s.dir,
 		"-p", strconv.Itoa(port), "-c", "listen_addresses=" + listen, "-c", "fsync=off",
 		"-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=300", "-c", "shared_buffers=128MB"}, s.settings...)...)
+		"-c", "max_connections=300", "-c", "shared_buffers=128MB",
+		"-c", "max_prepared_transactions=10"}, s.settings...)...)
 	pg.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
 	pg.Dir = s.dir
 	logf, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -108,6 +108,14 @@ func StartConfig(t testing.TB, cfg manager.Config) *Env {
 	return StartOn(t, cfg, pool, dbURL)
 }
 
+// StartNATS is StartConfig with options for its NATS server (a smaller
+// max payload, say).
+func StartNATS(t testing.TB, cfg manager.Config, nopts ...natsembed.Option) *Env {
+	t.Helper()
+	pool, dbURL := pgtest.NewDB(t)
+	return start(t, cfg, pool, dbURL, nil, nopts...)
+}
+
 // StartOn is StartConfig on a database the test made (on a server of its
 // own, say: pgtest.NewServer).
 func StartOn(t testing.TB, cfg manager.Config, pool *pgxpool.Pool, dbURL string) *Env {
@@ -115,10 +123,10 @@ func StartOn(t testing.TB, cfg manager.Config, pool *pgxpool.Pool, dbURL string)
 	return start(t, cfg, pool, dbURL, nil)
 }
 
-func start(t testing.TB, cfg manager.Config, pool *pgxpool.Pool, dbURL string, creds *natsauth.Store) *Env {
+func start(t testing.TB, cfg manager.Config, pool *pgxpool.Pool, dbURL string, creds *natsauth.Store, nopts ...natsembed.Option) *Env {
 	t.Helper()
 	mode := cfg.Mode
-	var opts []natsembed.Option
+	opts := append([]natsembed.Option(nil), nopts...)
 	if creds != nil {
 		opts = append(opts, natsembed.WithAuthFile(creds.ConfigPath()))
 	}

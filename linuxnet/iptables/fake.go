@@ -65,7 +65,7 @@ func (f *Fake) Restores() []Restore {
 }
 
 // Exec runs an iptables-style rule command against the fake, for tests that
-// add foreign rules: "-N chain", "-A chain args...", "-I chain args...".
+// add foreign rules: "-N chain", "-A chain args...", "-I chain args...", "-F chain".
 func (f *Fake) Exec(fam Family, t Table, args ...string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -81,6 +81,11 @@ func (f *Fake) Exec(fam Family, t Table, args ...string) error {
 		ft.chains[args[1]] = nil
 	case "-A":
 		return ft.appendLine(args[1], strings.Join(args[2:], " "))
+	case "-F":
+		if _, ok := ft.chains[args[1]]; !ok {
+			return fmt.Errorf("fake: no chain %s", args[1])
+		}
+		ft.chains[args[1]] = nil
 	case "-I":
 		if _, ok := ft.chains[args[1]]; !ok {
 			return fmt.Errorf("fake: no chain %s", args[1])

@@ -54,20 +54,29 @@ func (m *Manager) Stat(ctx context.Context, name string) (State, error) {
 		}
 		st.Master = master.Attrs().Name
 	}
-	addrs, err := m.h.AddrList(lk, netlink.FAMILY_ALL)
-	if err != nil {
-		return State{}, fmt.Errorf("link %s: list addresses: %w", name, err)
+	if st.Addrs, err = m.globalAddrs(lk); err != nil {
+		return State{}, err
 	}
+	return st, nil
+}
+
+// globalAddrs returns the global addresses of l, sorted.
+func (m *Manager) globalAddrs(l netlink.Link) ([]netip.Prefix, error) {
+	addrs, err := m.h.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("link %s: list addresses: %w", l.Attrs().Name, err)
+	}
+	var out []netip.Prefix
 	for _, ad := range addrs {
 		if ad.Scope != int(netlink.SCOPE_UNIVERSE) {
 			continue
 		}
 		if p, ok := ipNetToPrefix(ad.IPNet); ok {
-			st.Addrs = append(st.Addrs, p)
+			out = append(out, p)
 		}
 	}
-	slices.SortFunc(st.Addrs, comparePrefix)
-	return st, nil
+	slices.SortFunc(out, comparePrefix)
+	return out, nil
 }
 
 // AddrEvent is one address added to or removed from a link, as the kernel
