@@ -318,6 +318,7 @@ func (a *Agent) handler(ctx context.Context, method string) micro.Handler {
 		switch {
 		case method == rpc.HostMethodConverge:
 			rep, err = a.Converge(rctx)
+			a.reportConvergence(rctx, method, rep, err)
 		case body.NetworkID <= 0:
 			_ = rpc.RespondError(req, &rpc.Error{Code: rpc.CodeInvalidArgument, Message: "network_id is required", Field: "network_id"})
 			return
@@ -390,6 +391,7 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	tryConverge := func(trigger string) {
 		rep, err := a.Converge(ctx)
 		a.logReport(trigger, 0, rep, err)
+		a.reportConvergence(ctx, trigger, rep, err)
 	}
 	tryRegister()
 	if registered {

@@ -24,6 +24,8 @@ type fakeManager struct {
 	mu    sync.Mutex
 	state rpc.HostState
 	calls []string
+	// reports are the convergence reports sent (report_convergence).
+	reports []rpc.ConvergenceReport
 	// afterRead, when set, runs in HostState after the state was read and
 	// before it is returned (without mu held).
 	afterRead func(id int64)
@@ -59,6 +61,10 @@ func (f *fakeManager) setNetworks(nets []rpc.HostNetwork) {
 func (f *fakeManager) Call(_ context.Context, method string, req, _ any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if c, ok := req.(rpc.ConvergenceReport); ok {
+		f.reports = append(f.reports, c)
+		return nil
+	}
 	r := req.(rpc.AddressRequest)
 	f.calls = append(f.calls, fmt.Sprintf("%s %s %s %s", method, r.Address, r.MAC, r.Host))
 	return nil

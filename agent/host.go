@@ -26,7 +26,8 @@ type KernelHost struct {
 	fw     *iptables.Manager
 	fams   []iptables.Family
 	binder Binder
-	links  *link.Manager // read by Describe; nil: not described
+	anti   *hostnet.AntiSpoof // nil: no anti-spoofing rules
+	links  *link.Manager      // read by Describe; nil: not described
 
 	forwarding bool
 	last       hostnet.Ruleset
@@ -39,6 +40,11 @@ var _ Host = (*KernelHost)(nil)
 func NewKernelHost(cfg hostnet.Config, fw *iptables.Manager, fams []iptables.Family, binder Binder) *KernelHost {
 	return &KernelHost{cfg: cfg, fw: fw, fams: fams, binder: binder}
 }
+
+// SetAntiSpoof makes every Apply also set the anti-spoofing rules of the
+// bridges' instance ports with a (see hostnet.AntiSpoofRules), right after
+// the iptables rules of the same state.
+func (h *KernelHost) SetAntiSpoof(a *hostnet.AntiSpoof) { h.anti = a }
 
 // Firewall is the whole firewall of a host serving nets with the floating
 // IPs ips: hostnet's rules of the networks and floating's NAT rules.
@@ -81,8 +87,16 @@ func (h *KernelHost) Apply(ctx context.Context, nets []hostnet.Network, fips []r
 		}
 		h.last = rs
 	}
+	var antiErr error
+	if h.anti != nil {
+		changed, err := h.anti.Apply(ctx, nets)
+		if changed {
+			changes = append(changes, "anti-spoofing rules applied")
+		}
+		antiErr = err
+	}
 	ch, err := h.binder.Ensure(ctx, floating.Prefixes(ips))
-	return append(changes, ch...), errors.Join(badIPs, err)
+	return append(changes, ch...), errors.Join(badIPs, antiErr, err)
 }
 
 // Resync makes the next Apply rewrite every chain and re-check the jumps,

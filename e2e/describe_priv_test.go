@@ -81,7 +81,9 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("describe --all does not show the operator's bridge operator0: %+v", d.Foreign)
 	}
 
-	// Behind the agent's back.
+	// Behind the agent's back; dnsmasq last, just before describe.
+	hv.Run(t, "ip", "link", "del", br)
+	hv.Run(t, "iptables", "-F", strings.Fields(chain)[2])
 	n, err := strconv.Atoi(pid)
 	if err != nil {
 		t.Fatal(err)
@@ -92,8 +94,6 @@ func TestDescribe(t *testing.T) {
 	nstest.Eventually(t, 10*time.Second, "dnsmasq "+pid+" gone", func() bool {
 		return syscall.Kill(n, 0) != nil
 	})
-	hv.Run(t, "ip", "link", "del", br)
-	hv.Run(t, "iptables", "-F", strings.Fields(chain)[2])
 
 	d = describe(t, env, "hv1")
 	want := []string{"bridge " + br, "dhcp " + dhcpName, "chain " + chain}
@@ -117,4 +117,29 @@ func TestDescribe(t *testing.T) {
 	if d := describe(t, env, "hv1"); len(d.Diff) != 0 {
 		t.Errorf("describe after the convergence: diff %+v, want none", d.Diff)
 	}
+	// The agent reported the convergence before it replied.
+	if c := hostConvergence(t, env, "hv1"); c == nil || c.InSync || !strings.Contains(strings.Join(c.Changes, "\n"), br) {
+		t.Errorf("the manager's summary of the repair: %+v, want what was repaired on %s", c, br)
+	}
+	if _, err := env.Client.ConvergeHost(ctx, "hv1"); err != nil {
+		t.Fatal(err)
+	}
+	if c := hostConvergence(t, env, "hv1"); c == nil || !c.InSync || c.Summary() != "in sync" {
+		t.Errorf("the manager's summary of a convergence with nothing to do: %+v, want in sync", c)
+	}
+}
+
+func hostConvergence(t *testing.T, env *testenv.Env, host string) *rpc.Convergence {
+	t.Helper()
+	hs, err := env.Client.ListHosts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if h.Name == host {
+			return h.Convergence
+		}
+	}
+	t.Fatalf("host %s not listed", host)
+	return nil
 }

@@ -52,3 +52,12 @@ func HostStateQueries(host string, net int64) []PlanQuery {
 		{"host floating IPs", hostFloatingSQL, []any{host}},
 	}
 }
+
+// Notify sends method's notice for network to host's agent, as a change
+// would.
+func (m *Manager) Notify(method, host string, network int64) {
+	m.notify(method, []hostTarget{{host: host, network: network}})
+}
+
+// NoticesPending is how many (host, network) notices wait or are in flight.
+func (m *Manager) NoticesPending() int { return m.notices.size() }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,15 +30,25 @@ type hostTarget struct {
 
 const hostColumns = `name, driver, version, created_at, last_seen,
 	last_seen > now() - make_interval(secs => $1),
-	(SELECT count(*) FROM networks WHERE host = hosts.name)`
+	(SELECT count(*) FROM networks WHERE host = hosts.name),
+	converged_at, convergence`
 
 func scanHost(row pgx.Row) (rpc.HostInfo, error) {
 	var (
 		h             rpc.HostInfo
 		created, seen time.Time
+		convAt        *time.Time
+		conv          []byte
 	)
-	err := row.Scan(&h.Name, &h.Driver, &h.Version, &created, &seen, &h.Alive, &h.Networks)
+	err := row.Scan(&h.Name, &h.Driver, &h.Version, &created, &seen, &h.Alive, &h.Networks, &convAt, &conv)
 	h.CreatedAt, h.LastSeen = created.UTC().Format(time.RFC3339), seen.UTC().Format(time.RFC3339)
+	if err == nil && convAt != nil && conv != nil {
+		c := rpc.Convergence{At: convAt.UTC().Format(time.RFC3339)}
+		if err := json.Unmarshal(conv, &c.ConvergenceReport); err != nil {
+			return h, fmt.Errorf("host %s: convergence: %w", h.Name, err)
+		}
+		h.Convergence = &c
+	}
 	return h, err
 }
 
@@ -58,6 +67,50 @@ func (m *Manager) RegisterHost(ctx context.Context, req rpc.RegisterHostRequest)
 		INSERT INTO hosts (name, driver, version) VALUES ($2, $3, $4)
 		ON CONFLICT (name) DO UPDATE SET driver = EXCLUDED.driver, version = EXCLUDED.version, last_seen = now()
 		RETURNING `+hostColumns, aliveWindow.Seconds(), req.Host, req.Driver, req.Version))
+}
+
+// ReportConvergence keeps the summary of host's last full convergence,
+// with the time it came in.
+func (m *Manager) ReportConvergence(ctx context.Context, host string, req rpc.ConvergenceReport) (rpc.HostInfo, error) {
+	if err := rpc.ValidateHostName(host); err != nil {
+		return rpc.HostInfo{}, &rpc.Error{Code: rpc.CodeInvalidArgument, Message: err.Error(), Field: "host"}
+	}
+	if len(req.Trigger) > 32 {
+		return rpc.HostInfo{}, badArg("trigger", "trigger %q is longer than 32 bytes", truncate(req.Trigger))
+	}
+	for _, f := range []struct {
+		name  string
+		items []string
+	}{{"changes", req.Changes}, {"errors", req.Errors}} {
+		if len(f.items) > rpc.MaxReportItems {
+			return rpc.HostInfo{}, badArg(f.name, "%d %s: at most %d", len(f.items), f.name, rpc.MaxReportItems)
+		}
+		for _, s := range f.items {
+			if len(s) > rpc.MaxReportItemLen {
+				return rpc.HostInfo{}, badArg(f.name, "%s entry %q is longer than %d bytes", f.name, truncate(s), rpc.MaxReportItemLen)
+			}
+		}
+	}
+	if req.InSync && len(req.Changes)+len(req.Errors) > 0 {
+		return rpc.HostInfo{}, badArg("in_sync", "in_sync with %d changes and %d errors", len(req.Changes), len(req.Errors))
+	}
+	if req.Changes == nil {
+		req.Changes = []string{}
+	}
+	if req.Errors == nil {
+		req.Errors = []string{}
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return rpc.HostInfo{}, err
+	}
+	h, err := scanHost(m.pool.QueryRow(ctx, `
+		UPDATE hosts SET converged_at = now(), convergence = $3 WHERE name = $2
+		RETURNING `+hostColumns, aliveWindow.Seconds(), host, body))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return rpc.HostInfo{}, &rpc.Error{Code: rpc.CodeNotFound, Field: "host", Message: fmt.Sprintf("host %s is not registered", host)}
+	}
+	return h, err
 }
 
 // ListHosts returns a page of the registered agents, in name order.
@@ -282,38 +335,15 @@ func instanceTargets(ctx context.Context, tx pgx.Tx, inst string) ([]hostTarget,
 // notify tells the agents of targets, in the background, that a network
 // changed: they re-read its desired state and converge. A host that is down
 // or slow misses nothing: it converges when it starts and periodically.
+// Notices are coalesced per (host, network) (notices.go).
 func (m *Manager) notify(method string, targets []hostTarget) {
-	nc, nctx := m.nc, m.notifyCtx
-	if nc == nil {
+	if m.notices == nil {
 		return
 	}
-	seen := map[hostTarget]bool{}
 	for _, t := range targets {
-		if seen[t] || rpc.ValidateHostName(t.host) != nil {
-			continue
+		if rpc.ValidateHostName(t.host) == nil {
+			m.notices.add(method, t)
 		}
-		seen[t] = true
-		m.wg.Add(1)
-		go func(t hostTarget) {
-			defer m.wg.Done()
-			body, _ := json.Marshal(rpc.HostNetworkRequest{NetworkID: t.network})
-			subject := rpc.HostSubject(t.host, method)
-			rctx, cancel := context.WithTimeout(nctx, notifyTimeout)
-			defer cancel()
-			msg, err := nc.RequestWithContext(rctx, subject, body)
-			switch {
-			case nctx.Err() != nil:
-				m.log.Info("agent not told: shutting down", zap.String("subject", subject))
-			case errors.Is(err, nats.ErrNoResponders):
-				m.log.Info("agent not listening; it converges when it starts", zap.String("subject", subject))
-			case err != nil:
-				m.log.Warn("notify agent", zap.String("subject", subject), zap.Error(err))
-			case msg.Header.Get(rpc.HeaderErrorCode) != "":
-				m.log.Warn("agent reported an error", zap.String("subject", subject),
-					zap.String("error", strings.TrimSpace(string(msg.Data))))
-			}
-			m.metrics.notifications.WithLabelValues(method).Inc()
-		}(t)
 	}
 }
 
@@ -333,6 +363,13 @@ func (m *Manager) hostHandlers() map[string]hostHandlerFunc {
 	return map[string]hostHandlerFunc{
 		rpc.MethodRegisterHost: m.handleRegisterHost,
 		rpc.MethodGetHostState: m.handleGetHostState,
+		rpc.MethodReportConvergence: func(ctx context.Context, host string, data []byte) (any, error) {
+			var req rpc.ConvergenceReport
+			if err := rpc.Decode(data, &req); err != nil {
+				return nil, err
+			}
+			return m.ReportConvergence(ctx, host, req)
+		},
 		rpc.MethodLeaseFixedIP: func(ctx context.Context, host string, data []byte) (any, error) {
 			return m.handleHostAddress(ctx, host, data, m.LeaseFixedIP)
 		},

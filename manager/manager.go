@@ -84,11 +84,11 @@ type Manager struct {
 	log     *zap.Logger
 	cfg     Config
 	metrics *metrics
-	nc      *nats.Conn // set by Serve; agents are notified through it
 	// notifyCtx bounds notifications to agents; Stop cancels it, so that
 	// shutdown does not wait for agents that do not answer.
 	notifyCtx    context.Context
 	cancelNotify context.CancelFunc
+	notices      *notices // set by Serve
 
 	sem    chan struct{} // one per running request
 	queued chan struct{} // one per request waiting for a worker
@@ -218,8 +218,15 @@ func (m *Manager) Serve(ctx context.Context, nc *nats.Conn) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("add micro service: %w", err)
 	}
-	m.nc = nc
 	m.notifyCtx, m.cancelNotify = context.WithCancel(context.WithoutCancel(ctx))
+	m.notices = newNotices(nc, m.log, m.metrics)
+	for range noticeWorkers {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.notices.run(m.notifyCtx)
+		}()
+	}
 	g := svc.AddGroup(rpc.ManagerPrefix)
 	hs := m.handlers()
 	for _, name := range rpc.ManagerMethods {

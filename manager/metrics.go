@@ -7,13 +7,14 @@ import (
 )
 
 type metrics struct {
-	requests      *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
-	macCollisions prometheus.Counter
-	notifications *prometheus.CounterVec
-	expired       prometheus.Counter
-	shed          prometheus.Counter
-	replays       *prometheus.CounterVec
+	requests         *prometheus.CounterVec
+	duration         *prometheus.HistogramVec
+	macCollisions    prometheus.Counter
+	notifications    *prometheus.CounterVec
+	expired          prometheus.Counter
+	shed             prometheus.Counter
+	noticesCoalesced prometheus.Counter
+	replays          *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,13 +44,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "novanet", Subsystem: "manager", Name: "requests_shed_total",
 			Help: "Requests answered unavailable at once because the queue of requests waiting for a worker was full.",
 		}),
+		noticesCoalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "novanet", Subsystem: "manager", Name: "agent_notices_coalesced_total",
+			Help: "Notices to host agents folded into one already waiting or sent once more after the one in flight.",
+		}),
 		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "novanet", Subsystem: "manager", Name: "request_id_replays_total",
 			Help: "Requests answered with the stored reply of an earlier request with the same request id, by method.",
 		}, []string{"method"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration, m.macCollisions, m.notifications, m.expired, m.shed, m.replays} {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.macCollisions, m.notifications, m.expired, m.shed, m.noticesCoalesced, m.replays} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

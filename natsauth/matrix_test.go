@@ -240,6 +240,8 @@ func TestPermissionMatrix(t *testing.T) {
 		{"agentA", req, hm("hv-a", rpc.MethodRegisterHost), "", true},
 		{"agentA", req, hm("hv-a", rpc.MethodGetHostState), "", true},
 		{"agentA", req, hm("hv-a", rpc.MethodLeaseFixedIP), "", true},
+		{"agentA", req, hm("hv-a", rpc.MethodReportConvergence), "", true},
+		{"agentA", pub, hm("hv-b", rpc.MethodReportConvergence), "", false},
 		{"agentA", pub, hm("hv-b", rpc.MethodRegisterHost), "", false},
 		{"agentA", pub, hm("hv-b", rpc.MethodGetHostState), "", false},
 		{"agentA", pub, hm("hv-b", rpc.MethodLeaseFixedIP), "", false},

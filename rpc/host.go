@@ -15,7 +15,9 @@ const (
 	MethodRegisterHost = "register_host"  // also the heartbeat: the agent repeats it
 	MethodListHosts    = "list_hosts"     // netadm host list
 	MethodGetHostState = "get_host_state" // the desired state of one host
-	HostPrefix         = "novanet.host"
+	// MethodReportConvergence: the agent's summary of a full convergence.
+	MethodReportConvergence = "report_convergence"
+	HostPrefix              = "novanet.host"
 	// HostManagerPrefix: novanet.manager.host.<host>.<method> are the
 	// manager methods an agent calls for its host.
 	HostManagerPrefix   = ManagerPrefix + ".host"
@@ -31,7 +33,7 @@ const (
 // host. A request body that names a host must name the subject's.
 // lease_fixed_ip and release_fixed_ip are also served on
 // novanet.manager.<method>, for operators.
-var HostManagerMethods = []string{MethodRegisterHost, MethodGetHostState, MethodLeaseFixedIP, MethodReleaseFixedIP}
+var HostManagerMethods = []string{MethodRegisterHost, MethodGetHostState, MethodLeaseFixedIP, MethodReleaseFixedIP, MethodReportConvergence}
 
 // HostMethod returns the method name that Subject turns into the
 // host-facing subject novanet.manager.host.<host>.<method>.
@@ -96,6 +98,50 @@ type HostInfo struct {
 	// Alive: seen within three heartbeat intervals.
 	Alive    bool `json:"alive"`
 	Networks int  `json:"networks"` // networks this host serves (non-multi-host)
+	// Convergence is the agent's last report of a full convergence;
+	// absent until its first.
+	Convergence *Convergence `json:"convergence,omitempty"`
+}
+
+// Limits of a convergence report (report_convergence): at most
+// MaxReportItems changes and as many errors, each at most MaxReportItemLen
+// bytes. The agent keeps the first ones and says how many it left out.
+const (
+	MaxReportItems   = 50
+	MaxReportItemLen = 512
+)
+
+// ConvergenceReport is the body of report_convergence: what one full
+// convergence of the host did. InSync: it changed nothing and failed at
+// nothing.
+type ConvergenceReport struct {
+	Trigger string   `json:"trigger"` // start, periodic, reconnect, converge
+	InSync  bool     `json:"in_sync"`
+	Changes []string `json:"changes"` // what it repaired or made
+	Errors  []string `json:"errors"`  // what it could not do
+}
+
+// Convergence is a host's last convergence report as the manager keeps
+// it, with the time it came in (RFC 3339, UTC).
+type Convergence struct {
+	At string `json:"at"`
+	ConvergenceReport
+}
+
+// Summary is the report in a few words: "in sync", "repaired: a; b", "2
+// problems: x; y".
+func (r ConvergenceReport) Summary() string {
+	if r.InSync {
+		return "in sync"
+	}
+	var parts []string
+	if len(r.Errors) > 0 {
+		parts = append(parts, fmt.Sprintf("%d problems: %s", len(r.Errors), strings.Join(r.Errors, "; ")))
+	}
+	if len(r.Changes) > 0 {
+		parts = append(parts, "repaired: "+strings.Join(r.Changes, "; "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // ListHostsRequest asks for a page of the registered agents, in name

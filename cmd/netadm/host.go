@@ -22,7 +22,10 @@ func newHostCmd(a *app) *cobra.Command {
 
 An agent re-registers every ` + fmt.Sprint(rpc.DefaultHeartbeatSec) + ` seconds; ALIVE is "yes" when it was seen in
 the last three intervals. NETWORKS counts the single-host networks the agent
-serves (multi-host networks are served by every host with an instance on them).`,
+serves (multi-host networks are served by every host with an instance on them).
+CONVERGED is when the agent last reported a full convergence (at start, every
+--converge-interval, after a reconnection, on "netadm host converge"), and LAST
+CONVERGENCE what it found: "in sync", what it repaired, or what it could not do.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, done, err := a.client()
@@ -80,9 +83,13 @@ func (a *app) printHosts(hosts []rpc.HostInfo) error {
 	if a.output == "json" {
 		return a.printJSON(rpc.HostsReply{Hosts: hosts})
 	}
-	t := newTable(a.stdout, "HOST", "DRIVER", "VERSION", "LAST SEEN", "ALIVE", "NETWORKS")
+	t := newTable(a.stdout, "HOST", "DRIVER", "VERSION", "LAST SEEN", "ALIVE", "NETWORKS", "CONVERGED", "LAST CONVERGENCE")
 	for _, h := range hosts {
-		t.row(h.Name, h.Driver, dash(h.Version), h.LastSeen, yesNo(h.Alive), h.Networks)
+		at, summary := "-", "-"
+		if c := h.Convergence; c != nil {
+			at, summary = c.At, c.Summary()
+		}
+		t.row(h.Name, h.Driver, dash(h.Version), h.LastSeen, yesNo(h.Alive), h.Networks, at, summary)
 	}
 	return t.flush()
 }

@@ -381,15 +381,39 @@ func TestFixedReserveList(t *testing.T) {
 
 func TestHostList(t *testing.T) {
 	env := testenv.Start(t, manager.ModeFlatDHCP)
-	if out := mustNetadm(t, env, "host", "list"); strings.TrimSpace(out) != "HOST  DRIVER  VERSION  LAST SEEN  ALIVE  NETWORKS" {
+	if out := mustNetadm(t, env, "host", "list"); strings.TrimSpace(out) != "HOST  DRIVER  VERSION  LAST SEEN  ALIVE  NETWORKS  CONVERGED  LAST CONVERGENCE" {
 		t.Errorf("empty host list:\n%s", out)
 	}
 	if _, err := env.Client.RegisterHost(context.Background(), rpc.RegisterHostRequest{Host: "hv1", Driver: "vlan", Version: "0.2.0"}); err != nil {
 		t.Fatal(err)
 	}
 	out := mustNetadm(t, env, "host", "list")
-	if !regexp.MustCompile(`(?m)^hv1 +vlan +0\.2\.0 +\d{4}-\d\d-\d\dT\S+Z +yes +0$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^hv1 +vlan +0\.2\.0 +\d{4}-\d\d-\d\dT\S+Z +yes +0 +- +-$`).MatchString(out) {
 		t.Errorf("host list:\n%s", out)
+	}
+	// The agent's convergence report.
+	if err := env.Client.CallForHost(context.Background(), "hv1", rpc.MethodReportConvergence, rpc.ConvergenceReport{
+		Trigger: "periodic", Changes: []string{"created bridge br100", "dnsmasq br100 started"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out = mustNetadm(t, env, "host", "list")
+	if !regexp.MustCompile(`(?m)^hv1 .* yes +0 +\d{4}-\d\d-\d\dT\S+Z +repaired: created bridge br100; dnsmasq br100 started$`).MatchString(out) {
+		t.Errorf("host list after a report:\n%s", out)
+	}
+	if err := env.Client.CallForHost(context.Background(), "hv1", rpc.MethodReportConvergence, rpc.ConvergenceReport{
+		Trigger: "periodic", InSync: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out = mustNetadm(t, env, "host", "list"); !regexp.MustCompile(`(?m)^hv1 .*Z +in sync$`).MatchString(out) {
+		t.Errorf("host list after an in-sync report:\n%s", out)
+	}
+	err := env.Client.CallForHost(context.Background(), "hv2", rpc.MethodReportConvergence, rpc.ConvergenceReport{InSync: true}, nil)
+	if e := rpc.AsError(err); e == nil || e.Code != rpc.CodeNotFound {
+		t.Errorf("a report from an unregistered host: %v, want not_found", err)
+	}
+	err = env.Client.CallForHost(context.Background(), "hv1", rpc.MethodReportConvergence, rpc.ConvergenceReport{InSync: true, Errors: []string{"x"}}, nil)
+	if e := rpc.AsError(err); e == nil || e.Code != rpc.CodeInvalidArgument {
+		t.Errorf("in_sync with errors: %v, want invalid_argument", err)
 	}
 	var r rpc.HostsReply
 	if err := json.Unmarshal([]byte(mustNetadm(t, env, "host", "list", "-o", "json")), &r); err != nil || len(r.Hosts) != 1 || r.Hosts[0].Name != "hv1" {

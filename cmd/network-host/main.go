@@ -34,6 +34,7 @@ import (
 	"novanet/internal/natsconn"
 	"novanet/internal/redact"
 	"novanet/linuxnet/dnsmasq"
+	"novanet/linuxnet/ebtables"
 	"novanet/linuxnet/iptables"
 	"novanet/linuxnet/link"
 	"novanet/vlan"
@@ -77,6 +78,7 @@ type options struct {
 	eventSocket       string
 	iptablesBackend   string
 	iptablesChains    string
+	antiSpoofing      bool
 	ipv6              bool
 	heartbeatInterval time.Duration
 	convergeInterval  time.Duration
@@ -234,6 +236,7 @@ leases) and the next start converges from there.`,
 	f.StringVar(&o.eventSocket, "event-socket", "/run/novanet/network-host.sock", "unix socket for DHCP lease events from dhcp-event")
 	f.StringVar(&o.iptablesBackend, "iptables-backend", "auto", "iptables binaries: auto (iptables on PATH), nft or legacy")
 	f.StringVar(&o.iptablesChains, "iptables-chain-prefix", "novanet-host", "prefix of the iptables chains the agent owns")
+	f.BoolVar(&o.antiSpoofing, "anti-spoofing", true, "keep every instance's bridge port to its own MAC and fixed IPv4 addresses (ebtables chain "+ebtables.DefaultChain+"; false empties the chain)")
 	f.BoolVar(&o.ipv6, "ipv6", true, "manage ip6tables chains too")
 	f.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 10*time.Second, "how often to re-register with the manager")
 	f.DurationVar(&o.convergeInterval, "converge-interval", time.Minute, "how often to converge the whole host")
@@ -343,6 +346,29 @@ func newDriver(cfg hostnet.Config, links *link.Manager) (hostnet.Driver, error) 
 	return nil, fmt.Errorf("--driver %q: want flat, flatdhcp or vlan", cfg.Driver)
 }
 
+// antiSpoof gives host the anti-spoofing rules. Turned off, the chain is
+// kept empty (rules of an earlier run go) when ebtables is installed.
+func antiSpoof(host *agent.KernelHost, on bool, links *link.Manager, netns string) error {
+	eb, err := ebtables.New(ebtables.Config{NetNS: netns})
+	if err != nil {
+		if on {
+			return fmt.Errorf("--anti-spoofing: %w (install ebtables, or pass --anti-spoofing=false)", err)
+		}
+		return nil
+	}
+	if !on {
+		host.SetAntiSpoof(hostnet.NewAntiSpoof(noPorts{}, eb))
+		return nil
+	}
+	host.SetAntiSpoof(hostnet.NewAntiSpoof(links, eb))
+	return nil
+}
+
+// noPorts lists no port, so that the anti-spoofing chain stays empty.
+type noPorts struct{}
+
+func (noPorts) BridgePorts(context.Context, string) ([]link.Port, error) { return nil, nil }
+
 func serve(ctx context.Context, o options, stderr io.Writer) error {
 	log, err := newLogger(o.logLevel, o.logFormat, stderr)
 	if err != nil {
@@ -381,6 +407,11 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 		return err
 	}
 	binder.OnAnnounceError(func(err error) { log.Warn("floating address", zap.Error(err)) })
+	kh := agent.NewKernelHost(cfg, fw, fams, binder)
+	kh.SetLinks(links)
+	if err := antiSpoof(kh, o.antiSpoofing, links, cfg.NetNS); err != nil {
+		return err
+	}
 	defer binder.Wait()
 	nc, err := o.nats.Connect(o.natsURL, "network-host "+o.host, nats.MaxReconnects(-1), natsconn.LogErrors(log),
 		nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
@@ -388,8 +419,6 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 		return fmt.Errorf("nats %s: %w", redact.URL(o.natsURL), err)
 	}
 	defer nc.Close()
-	kh := agent.NewKernelHost(cfg, fw, fams, binder)
-	kh.SetLinks(links)
 	a, err := agent.New(agent.Config{
 		Host: o.host, Driver: o.driver, Version: version, StateDir: o.stateDir,
 		HeartbeatInterval: o.heartbeatInterval, ConvergeInterval: o.convergeInterval,

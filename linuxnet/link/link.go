@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -471,6 +472,23 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 // Ports returns the names of the links whose master is bridge, sorted; a
 // missing bridge has none.
 func (m *Manager) Ports(ctx context.Context, bridge string) ([]string, error) {
+	ps, err := m.BridgePorts(ctx, bridge)
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name)
+	}
+	return out, err
+}
+
+// Port is a bridge port: its name and its own MAC.
+type Port struct {
+	Name string
+	MAC  net.HardwareAddr
+}
+
+// BridgePorts returns the links whose master is bridge with their MACs,
+// sorted by name; a missing bridge has none.
+func (m *Manager) BridgePorts(ctx context.Context, bridge string) ([]Port, error) {
 	if err := ifname.Validate(bridge); err != nil {
 		return nil, err
 	}
@@ -488,13 +506,13 @@ func (m *Manager) Ports(ctx context.Context, bridge string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge %s: list links: %w", bridge, err)
 	}
-	var out []string
+	var out []Port
 	for _, l := range ls {
-		if l.Attrs().MasterIndex == br.Attrs().Index {
-			out = append(out, l.Attrs().Name)
+		if a := l.Attrs(); a.MasterIndex == br.Attrs().Index {
+			out = append(out, Port{Name: a.Name, MAC: slices.Clone(a.HardwareAddr)})
 		}
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(a, b Port) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 

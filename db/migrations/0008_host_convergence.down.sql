@@ -1,0 +1,1 @@
+ALTER TABLE hosts DROP COLUMN IF EXISTS convergence, DROP COLUMN IF EXISTS converged_at;
