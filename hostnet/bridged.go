@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -193,12 +194,14 @@ func (b bridged) setup(ctx context.Context, n Network, rec Record, p port) ([]st
 	if err := add(b.ensureBridge(ctx, bc)); err != nil {
 		return changes, err
 	}
-	for _, peer := range n.Peers {
-		if !peer.servedGateway().IsValid() {
-			continue
-		}
-		if err := add(b.ensureBridge(ctx, link.BridgeConfig{Name: n.Bridge, Addr: peer.servedGateway()})); err != nil {
-			return changes, err
+	for _, m := range n.onBridge() {
+		for _, gw := range []netip.Prefix{m.servedGateway(), m.servedGatewayV6()} {
+			if !gw.IsValid() || (m.ID == n.ID && gw == bc.Addr) {
+				continue
+			}
+			if err := add(b.ensureBridge(ctx, link.BridgeConfig{Name: n.Bridge, Addr: gw})); err != nil {
+				return changes, err
+			}
 		}
 	}
 	if p.name != "" {
@@ -282,17 +285,24 @@ func (b bridged) teardown(ctx context.Context, driver string, rec Record) ([]str
 // delGateway removes the gateway address of rec's network from its
 // bridge (which other networks keep).
 func (b bridged) delGateway(ctx context.Context, rec Record) ([]string, error) {
-	if !rec.Gateway.IsValid() {
-		return nil, nil
+	var changes []string
+	for _, gw := range []netip.Prefix{rec.Gateway, rec.GatewayV6} {
+		if !gw.IsValid() {
+			continue
+		}
+		st, err := b.k.Stat(ctx, rec.Bridge)
+		if err != nil {
+			return changes, err
+		}
+		if !st.HasAddr(gw) {
+			continue
+		}
+		if err := b.k.DelAddr(ctx, rec.Bridge, gw); err != nil {
+			return changes, err
+		}
+		changes = append(changes, fmt.Sprintf("removed address %s from %s", gw, rec.Bridge))
 	}
-	st, err := b.k.Stat(ctx, rec.Bridge)
-	if err != nil || !st.HasAddr(rec.Gateway) {
-		return nil, err
-	}
-	if err := b.k.DelAddr(ctx, rec.Bridge, rec.Gateway); err != nil {
-		return nil, err
-	}
-	return []string{fmt.Sprintf("removed address %s from %s", rec.Gateway, rec.Bridge)}, nil
+	return changes, nil
 }
 
 // ensureBridge makes the bridge c.Name exist, up, with c.MTU (when set)

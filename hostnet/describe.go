@@ -53,6 +53,9 @@ func WantObjects(cfg Config, rec Record, n Network) ([]rpc.HostObject, error) {
 			if m.Gateway.IsValid() {
 				br.Attrs = append(br.Attrs, "address "+m.Gateway.String())
 			}
+			if gw := m.servedGatewayV6(); gw.IsValid() {
+				br.Attrs = append(br.Attrs, "address "+gw.String())
+			}
 		}
 	}
 	switch {

@@ -2,6 +2,7 @@ package hostnet_test
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -60,5 +61,22 @@ func TestWantObjectsVLAN(t *testing.T) {
 	}
 	if objs[2].Kind != "dhcp" || objs[2].Attrs[1] != "running yes" || len(objs[2].Attrs) < 4 {
 		t.Errorf("dhcp: %+v", objs[2])
+	}
+}
+
+// A dual-stack network wants its IPv6 gateway on the bridge too.
+func TestWantObjectsDualStack(t *testing.T) {
+	cfg := hostnet.Config{Driver: "flatdhcp", FlatInterface: "eth1", DHCPDir: "/run/novanet"}
+	n := hostnet.Network{ID: 1, CIDR: netip.MustParsePrefix("10.0.0.0/28"), Gateway: netip.MustParsePrefix("10.0.0.1/28"),
+		CIDRv6: netip.MustParsePrefix("fd00:1::/64"), GatewayV6: netip.MustParsePrefix("fd00:1::1/64"),
+		Bridge: "br100", EnableDHCP: true}
+	rec := hostnet.Record{NetworkID: 1, Driver: "flatdhcp", Bridge: "br100", BridgeOwned: true, DHCP: "br100"}
+	objs, err := hostnet.WantObjects(cfg, rec, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs = hostnet.MergeObjects(objs)
+	if len(objs) == 0 || !slices.Contains(objs[0].Attrs, "address fd00:1::1/64") || !slices.Contains(objs[0].Attrs, "address 10.0.0.1/28") {
+		t.Errorf("bridge wants %+v, want both gateways", objs)
 	}
 }

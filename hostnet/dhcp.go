@@ -22,7 +22,8 @@ const DefaultDHCPLeaseTime = 24 * time.Hour
 // enabled that the host serves (not Layer2Only), by ID, the first one's being the Config's own fields. Files are
 // in cfg.DHCPDir/<name>; each range is static from the network's DHCPStart
 // (else the first address after the gateway), router = gateway, with its
-// DNS and MTU; cfg.DHCPDomain, cfg.DHCPLeaseTime, EventCommand =
+// DNS and MTU, and router advertisements of the network's IPv6 /64 for
+// SLAAC when it has an IPv6 gateway; cfg.DHCPDomain, cfg.DHCPLeaseTime, EventCommand =
 // cfg.DHCPCommand. A peer that cannot be served (no IPv4 gateway) is left
 // out: its own Setup reports it. It is pure; the result has been
 // validated. Errors do not name n: the driver that asks does. The second
@@ -51,7 +52,7 @@ func DHCPConfig(cfg Config, name string, n Network) (dnsmasq.Config, bool, error
 			start = m.Gateway.Addr().Next()
 		}
 		ranges = append(ranges, dnsmasq.Range{Tag: "network-" + strconv.FormatInt(m.ID, 10),
-			Gateway: m.Gateway, RangeStart: start, DNS: m.DNS, MTU: m.MTU})
+			Gateway: m.Gateway, RangeStart: start, GatewayV6: m.GatewayV6, DNS: m.DNS, MTU: m.MTU})
 	}
 	if len(ranges) == 0 {
 		return dnsmasq.Config{}, false, nil
@@ -66,6 +67,7 @@ func DHCPConfig(cfg Config, name string, n Network) (dnsmasq.Config, bool, error
 		Interface:    n.Bridge,
 		Gateway:      first.Gateway,
 		RangeStart:   first.RangeStart,
+		GatewayV6:    first.GatewayV6,
 		DNS:          first.DNS,
 		Domain:       cfg.DHCPDomain,
 		LeaseTime:    lease,

@@ -46,6 +46,7 @@ func (d *flatDHCPDriver) Plan(n Network) (Record, error) {
 		BridgeOwned: true,
 		DHCP:        DHCPName(n.Bridge),
 		Gateway:     n.servedGateway(),
+		GatewayV6:   n.servedGatewayV6(),
 	}, nil
 }
 

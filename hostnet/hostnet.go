@@ -77,6 +77,8 @@ type Record struct {
 	// when the network goes but the bridge stays for others; zero when
 	// none (or in a record written before this field).
 	Gateway netip.Prefix `json:"gateway"`
+	// GatewayV6 is the same for the network's IPv6 gateway.
+	GatewayV6 netip.Prefix `json:"gateway_v6,omitzero"`
 }
 
 // String returns "network ID (bridge)" for messages, as Network.String.

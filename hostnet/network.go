@@ -40,7 +40,12 @@ type Network struct {
 	CIDR  netip.Prefix // canonical (masked)
 	// Gateway is the gateway address with the prefix length of CIDR; zero
 	// when the network has no gateway.
-	Gateway    netip.Prefix
+	Gateway netip.Prefix
+	// CIDRv6 is the network's IPv6 /64 (canonical) and GatewayV6 the
+	// bridge's address in it with /64; both zero for an IPv4-only network.
+	// The network's dnsmasq advertises CIDRv6 for SLAAC.
+	CIDRv6     netip.Prefix
+	GatewayV6  netip.Prefix
 	DHCPStart  netip.Addr // zero when unset
 	DNS        []netip.Addr
 	VLAN       uint16 // 0 when unset
@@ -109,6 +114,28 @@ func ParseNetwork(n rpc.HostNetwork) (Network, error) {
 			return bad("gateway %s: not a host address of %s", gw, cidr)
 		}
 		out.Gateway = netip.PrefixFrom(gw, cidr.Bits())
+	}
+	if n.CIDRv6 != "" {
+		v6, err := netip.ParsePrefix(n.CIDRv6)
+		if err != nil {
+			return bad("cidr_v6 %q: %v", n.CIDRv6, err)
+		}
+		if !v6.Addr().Is6() || v6.Addr().Is4In6() || v6.Bits() != 64 || v6 != v6.Masked() {
+			return bad("cidr_v6 %q: want a canonical IPv6 /64 (SLAAC)", n.CIDRv6)
+		}
+		out.CIDRv6 = v6
+		if n.GatewayV6 != "" {
+			gw, err := ParseAddr("gateway_v6", n.GatewayV6)
+			if err != nil {
+				return bad("%v", err)
+			}
+			if !v6.Contains(gw) || gw == v6.Addr() {
+				return bad("gateway_v6 %s: not a host address of %s", gw, v6)
+			}
+			out.GatewayV6 = netip.PrefixFrom(gw, 64)
+		}
+	} else if n.GatewayV6 != "" {
+		return bad("gateway_v6 %q: given without cidr_v6", n.GatewayV6)
 	}
 	if n.DHCPStart != "" {
 		s, err := ParseAddr("dhcp start", n.DHCPStart)
@@ -296,6 +323,15 @@ func (n Network) servedGateway() netip.Prefix {
 		return netip.Prefix{}
 	}
 	return n.Gateway
+}
+
+// servedGatewayV6 is the IPv6 gateway address the host puts on the bridge
+// for n: none for a Layer2Only network.
+func (n Network) servedGatewayV6() netip.Prefix {
+	if n.Layer2Only {
+		return netip.Prefix{}
+	}
+	return n.GatewayV6
 }
 
 // onBridge returns n and its peers, by ID: every network on n's bridge.

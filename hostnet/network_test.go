@@ -26,6 +26,12 @@ func TestParseNetworkRejects(t *testing.T) {
 		{"gateway is network", func(n *rpc.HostNetwork) { n.Gateway = "10.0.0.0" }, "10.0.0.0"},
 		{"gateway zone", func(n *rpc.HostNetwork) { n.Gateway = "fe80::1%eth0" }, "fe80::1%eth0"},
 		{"mapped gateway", func(n *rpc.HostNetwork) { n.Gateway = "::ffff:10.0.0.1" }, "::ffff:10.0.0.1"},
+		{"cidr_v6 v4", func(n *rpc.HostNetwork) { n.CIDRv6 = "10.1.0.0/24" }, "10.1.0.0/24"},
+		{"cidr_v6 not /64", func(n *rpc.HostNetwork) { n.CIDRv6 = "fd00:1::/48" }, "fd00:1::/48"},
+		{"cidr_v6 host bits", func(n *rpc.HostNetwork) { n.CIDRv6 = "fd00:1::5/64" }, "fd00:1::5/64"},
+		{"gateway_v6 outside", func(n *rpc.HostNetwork) { n.CIDRv6, n.GatewayV6 = "fd00:1::/64", "fd00:2::1" }, "fd00:2::1"},
+		{"gateway_v6 is network", func(n *rpc.HostNetwork) { n.CIDRv6, n.GatewayV6 = "fd00:1::/64", "fd00:1::" }, "fd00:1::"},
+		{"gateway_v6 alone", func(n *rpc.HostNetwork) { n.GatewayV6 = "fd00:1::1" }, "without cidr_v6"},
 		{"dhcp start outside", func(n *rpc.HostNetwork) { n.DHCPStart = "10.1.0.2" }, "10.1.0.2"},
 		{"bad dns", func(n *rpc.HostNetwork) { n.DNS = []string{"8.8.8"} }, `"8.8.8"`},
 		{"vlan range", func(n *rpc.HostNetwork) { n.VLAN = 4095 }, "4095"},
@@ -79,6 +85,13 @@ func TestDHCPConfig(t *testing.T) {
 		c.Gateway != netip.MustParsePrefix("10.0.0.1/24") || c.RangeStart != netip.MustParseAddr("10.0.0.3") ||
 		c.LeaseTime != hostnet.DefaultDHCPLeaseTime || c.MTU != 1400 || c.Domain != "novalocal" || len(c.EventCommand) != 2 {
 		t.Errorf("DHCPConfig = %+v", c)
+	}
+	v6 := sample()
+	v6.CIDRv6, v6.GatewayV6 = "fd00:7::/64", "fd00:7::1"
+	if n6, err := hostnet.ParseNetwork(v6); err != nil {
+		t.Error(err)
+	} else if c, _, err := hostnet.DHCPConfig(cfg, "br7", n6); err != nil || c.GatewayV6 != netip.MustParsePrefix("fd00:7::1/64") {
+		t.Errorf("DHCPConfig of a dual-stack network = %+v, %v; want IPv6 gateway fd00:7::1/64", c, err)
 	}
 	cfg.DHCPLeaseTime = time.Hour
 	n.DHCPStart = netip.Addr{}

@@ -96,10 +96,16 @@ func Host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 //     family), after the manager's jump to float-snat;
 //   - filter INPUT, when the network runs dnsmasq (flatdhcp, vlan): DHCP
 //     (udp 67) and DNS (udp/tcp 53) from the bridge;
+//   - a network with a CIDRv6 (dual stack): ip6tables nat POSTROUTING -s
+//     CIDRv6 -d CIDRv6 ACCEPT; filter INPUT, when its dnsmasq sends router
+//     advertisements (flatdhcp, vlan; IPv6 gateway set): ICMPv6 (router
+//     solicitations, neighbour discovery) and DNS (udp/tcp 53) from the
+//     bridge;
 //   - filter FORWARD: in vlan mode first, for every pair of networks,
-//     -i brA -o brB DROP (in the families of both), so projects cannot
-//     reach each other through the host; then -i br ACCEPT and -o br
-//     ACCEPT in the network's family;
+//     -i brA -o brB DROP (in every family of either, IPv6 included for a
+//     dual-stack one), so projects cannot reach each other through the
+//     host; then -i br ACCEPT and -o br ACCEPT in each of the network's
+//     families;
 //   - vlan mode with a VPN: nat PREROUTING -d public -p udp --dport port
 //     DNAT to private:1194; filter FORWARD -d private -p udp --dport 1194
 //     ACCEPT.
@@ -160,6 +166,17 @@ func Rules(cfg Config, nets []Network) (Ruleset, error) {
 				iptables.Rule{InIface: n.Bridge, Proto: iptables.UDP, DstPort: 53, Target: iptables.Accept},
 				iptables.Rule{InIface: n.Bridge, Proto: iptables.TCP, DstPort: 53, Target: iptables.Accept})
 		}
+		if v6 := n.CIDRv6; v6.IsValid() && fam == iptables.IPv4 {
+			rs.Add(iptables.IPv6, iptables.NAT, "POSTROUTING", iptables.Rule{Src: v6, Dst: v6, Target: iptables.Accept})
+			if dhcpMode && n.EnableDHCP && !n.Layer2Only && n.GatewayV6.IsValid() {
+				// Router solicitations (and neighbour discovery) to the
+				// network's dnsmasq, and DNS on its IPv6 gateway.
+				rs.Add(iptables.IPv6, iptables.Filter, "INPUT",
+					iptables.Rule{InIface: n.Bridge, Proto: iptables.ICMP, Target: iptables.Accept},
+					iptables.Rule{InIface: n.Bridge, Proto: iptables.UDP, DstPort: 53, Target: iptables.Accept},
+					iptables.Rule{InIface: n.Bridge, Proto: iptables.TCP, DstPort: 53, Target: iptables.Accept})
+			}
+		}
 	}
 	// Isolation first: the FORWARD chain is evaluated in order.
 	if vlanMode {
@@ -168,21 +185,23 @@ func Rules(cfg Config, nets []Network) (Ruleset, error) {
 				if a.Bridge == b.Bridge {
 					continue
 				}
-				// In the family of either network: each one's ACCEPT
-				// rules below would let the traffic through.
-				fa, fb := Family(a.CIDR.Addr()), Family(b.CIDR.Addr())
+				// In every family of either network: each one's
+				// ACCEPT rules below would let the traffic through.
 				drop := iptables.Rule{InIface: a.Bridge, OutIface: b.Bridge, Target: iptables.Drop}
-				rs.Add(fa, iptables.Filter, "FORWARD", drop)
-				if fb != fa {
-					rs.Add(fb, iptables.Filter, "FORWARD", drop)
+				for _, fam := range []iptables.Family{iptables.IPv4, iptables.IPv6} {
+					if slices.Contains(families(a), fam) || slices.Contains(families(b), fam) {
+						rs.Add(fam, iptables.Filter, "FORWARD", drop)
+					}
 				}
 			}
 		}
 	}
 	for _, n := range parsed {
-		rs.Add(Family(n.CIDR.Addr()), iptables.Filter, "FORWARD",
-			iptables.Rule{InIface: n.Bridge, Target: iptables.Accept},
-			iptables.Rule{OutIface: n.Bridge, Target: iptables.Accept})
+		for _, fam := range families(n) {
+			rs.Add(fam, iptables.Filter, "FORWARD",
+				iptables.Rule{InIface: n.Bridge, Target: iptables.Accept},
+				iptables.Rule{OutIface: n.Bridge, Target: iptables.Accept})
+		}
 		if vlanMode && n.VPN != nil && !n.Layer2Only {
 			fam := Family(n.VPN.Public)
 			rs.Add(fam, iptables.NAT, "PREROUTING", iptables.Rule{
@@ -206,6 +225,16 @@ func Rules(cfg Config, nets []Network) (Ruleset, error) {
 		})
 	}
 	return rs, nil
+}
+
+// families returns the families n has addresses in: that of its CIDR, and
+// IPv6 too when it has a CIDRv6.
+func families(n Network) []iptables.Family {
+	fams := []iptables.Family{Family(n.CIDR.Addr())}
+	if n.CIDRv6.IsValid() && fams[0] != iptables.IPv6 {
+		fams = append(fams, iptables.IPv6)
+	}
+	return fams
 }
 
 // baseRules are the rules a chain starts with: the manager's snat chain

@@ -103,6 +103,17 @@ func TestRulesGolden(t *testing.T) {
 			v6 := network(4, "br104", "fd00:4::/64", "fd00:4::1", 104)
 			return []rpc.HostNetwork{n3, n1, n2, v6}
 		}(), fips()},
+		{"vlan_dualstack", hostCfg("vlan"), func() []rpc.HostNetwork {
+			// Two dual-stack projects and an IPv4-only one: the drops
+			// between each pair in IPv6 too, the IPv6 ACCEPTs and the
+			// RA/DNS INPUT rules of the dual-stack ones.
+			n1 := network(1, "br101", "10.0.0.0/24", "10.0.0.1", 101)
+			n1.CIDRv6, n1.GatewayV6 = "fd00:0:0:1::/64", "fd00:0:0:1::1"
+			n2 := network(2, "br102", "10.0.1.0/24", "10.0.1.1", 102)
+			n2.CIDRv6, n2.GatewayV6 = "fd00:0:0:2::/64", "fd00:0:0:2::1"
+			n3 := network(3, "br103", "10.0.2.0/24", "10.0.2.1", 103)
+			return []rpc.HostNetwork{n1, n2, n3}
+		}(), nil},
 		{"empty", hostnet.Config{Driver: "vlan"}, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

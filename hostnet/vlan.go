@@ -84,6 +84,7 @@ func (d *vlanDriver) plan(n Network) (rec Record, parent string, err error) {
 		Segment:     seg,
 		DHCP:        DHCPName(n.Bridge),
 		Gateway:     n.servedGateway(),
+		GatewayV6:   n.servedGatewayV6(),
 	}, parent, nil
 }
 

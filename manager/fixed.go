@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	mrand "math/rand/v2"
+	"net"
 	"net/netip"
 	"strconv"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"novanet/netcalc"
 	"novanet/rpc"
 )
 
@@ -761,7 +763,7 @@ func instanceNWInfo(ctx context.Context, q querier, inst string) (rpc.NetworkInf
 const nwInfoSQL = `
 		SELECT v.id, v.uuid::text, v.address::text, n.id, n.uuid::text, n.label, coalesce(n.bridge, ''),
 			coalesce(n.bridge_interface, ''), coalesce(n.vlan, 0), n.multi_host, coalesce(n.mtu, 0), n.cidr::text,
-			coalesce(n.cidr_v6::text, ''), coalesce(n.host, ''),
+			coalesce(n.cidr_v6::text, ''), coalesce(host(n.gateway_v6), ''), coalesce(n.host, ''),
 			array_remove(ARRAY[host(n.dns1), host(n.dns2)], NULL),
 			coalesce(host(f.address), ''), host(n.netmask), coalesce(host(n.gateway), ''), host(n.broadcast),
 			coalesce(host(n.dhcp_server), ''),
@@ -779,17 +781,21 @@ const nwInfoSQL = `
 func scanNWInfo(rows pgx.Rows, inst string) (rpc.NetworkInfo, error) {
 	info := rpc.NetworkInfo{InstanceUUID: inst, VIFs: []rpc.VIF{}}
 	var (
-		v   rpc.VIF
-		ip  rpc.IPInfo
-		dns []string
+		v    rpc.VIF
+		ip   rpc.IPInfo
+		dns  []string
+		gwV6 string
 	)
 	_, err := pgx.ForEachRow(rows, []any{&v.ID, &v.UUID, &v.MAC, &v.Network.ID, &v.Network.UUID, &v.Network.Label,
 		&v.Network.Bridge, &v.Network.BridgeInterface, &v.Network.VLAN, &v.Network.MultiHost, &v.Network.MTU,
-		&v.Network.CIDR, &v.Network.CIDRv6, &v.Network.Host, &dns, &ip.Address, &ip.Netmask, &ip.Gateway,
+		&v.Network.CIDR, &v.Network.CIDRv6, &gwV6, &v.Network.Host, &dns, &ip.Address, &ip.Netmask, &ip.Gateway,
 		&ip.Broadcast, &ip.DHCPServer, &ip.FloatingIPs}, func() error {
 		if len(info.VIFs) == 0 || info.VIFs[len(info.VIFs)-1].ID != v.ID {
 			v.Network.DNS = dns
 			v.FixedIPs = []rpc.IPInfo{}
+			if a, ok := slaacInfo(v.Network.CIDRv6, gwV6, v.MAC); ok {
+				v.FixedIPv6s = []rpc.IPv6Info{a}
+			}
 			info.VIFs = append(info.VIFs, v)
 		}
 		if ip.Address != "" {
@@ -797,10 +803,29 @@ func scanNWInfo(rows pgx.Rows, inst string) (rpc.NetworkInfo, error) {
 			last := &info.VIFs[len(info.VIFs)-1]
 			last.FixedIPs = append(last.FixedIPs, ip)
 		}
-		v, ip, dns = rpc.VIF{}, rpc.IPInfo{}, nil
+		v, ip, dns, gwV6 = rpc.VIF{}, rpc.IPInfo{}, nil, ""
 		return nil
 	})
 	return info, err
+}
+
+// slaacInfo is the SLAAC address (EUI-64 of mac) of an interface on a
+// network with the IPv6 /64 cidrV6; false when the network has none (or
+// one that SLAAC cannot use).
+func slaacInfo(cidrV6, gatewayV6, mac string) (rpc.IPv6Info, bool) {
+	p, err := netip.ParsePrefix(cidrV6)
+	if err != nil {
+		return rpc.IPv6Info{}, false
+	}
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return rpc.IPv6Info{}, false
+	}
+	a, err := netcalc.EUI64(p, hw)
+	if err != nil {
+		return rpc.IPv6Info{}, false
+	}
+	return rpc.IPv6Info{Address: a.String(), CIDR: p.String(), Gateway: gatewayV6, Mode: "slaac"}, true
 }
 
 // LeaseFixedIP records that DHCP handed out address.

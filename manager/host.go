@@ -188,7 +188,8 @@ const allocatedOnHost = `f.allocated IS NOT FALSE`
 // instance_uuid with allocated), none of a network it only carries at
 // layer 2.
 var hostStateNetworksSQL = `
-	SELECT n.id, n.label, n.cidr::text, host(n.netmask), coalesce(host(n.gateway), ''), host(n.broadcast),
+	SELECT n.id, n.label, n.cidr::text, host(n.netmask), coalesce(host(n.gateway), ''),
+		coalesce(n.cidr_v6::text, ''), coalesce(host(n.gateway_v6), ''), host(n.broadcast),
 		coalesce(host(n.dhcp_start), ''), array_remove(ARRAY[host(n.dns1), host(n.dns2)], NULL),
 		coalesce(n.vlan, 0), coalesce(n.bridge, ''), coalesce(n.bridge_interface, ''), n.multi_host,
 		coalesce(n.mtu, 0), n.enable_dhcp, coalesce(host(n.vpn_public_address), ''),
@@ -253,7 +254,7 @@ func (m *Manager) HostState(ctx context.Context, req rpc.HostStateRequest) (rpc.
 			n     rpc.HostNetwork
 			hosts []byte
 		)
-		if _, err := pgx.ForEachRow(rows, []any{&n.ID, &n.Label, &n.CIDR, &n.Netmask, &n.Gateway, &n.Broadcast,
+		if _, err := pgx.ForEachRow(rows, []any{&n.ID, &n.Label, &n.CIDR, &n.Netmask, &n.Gateway, &n.CIDRv6, &n.GatewayV6, &n.Broadcast,
 			&n.DHCPStart, &n.DNS, &n.VLAN, &n.Bridge, &n.BridgeInterface, &n.MultiHost, &n.MTU, &n.EnableDHCP,
 			&n.VPNPublicAddress, &n.VPNPublicPort, &n.VPNPrivateAddress, &hosts, &n.Layer2Only}, func() error {
 			if err := json.Unmarshal(hosts, &n.DHCPHosts); err != nil {

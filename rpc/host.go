@@ -180,11 +180,15 @@ type HostState struct {
 
 // HostNetwork is a network as a host sets it up.
 type HostNetwork struct {
-	ID                int64      `json:"id"`
-	Label             string     `json:"label"`
-	CIDR              string     `json:"cidr"`
-	Netmask           string     `json:"netmask"`
-	Gateway           string     `json:"gateway,omitempty"`
+	ID      int64  `json:"id"`
+	Label   string `json:"label"`
+	CIDR    string `json:"cidr"`
+	Netmask string `json:"netmask"`
+	Gateway string `json:"gateway,omitempty"`
+	// CIDRv6 is the network's IPv6 /64 and GatewayV6 the bridge's address
+	// in it; both empty for an IPv4-only network.
+	CIDRv6            string     `json:"cidr_v6,omitempty"`
+	GatewayV6         string     `json:"gateway_v6,omitempty"`
 	Broadcast         string     `json:"broadcast"`
 	DHCPStart         string     `json:"dhcp_start,omitempty"`
 	DNS               []string   `json:"dns"`

@@ -396,6 +396,19 @@ type VIF struct {
 	MAC      string     `json:"address"`
 	Network  VIFNetwork `json:"network"`
 	FixedIPs []IPInfo   `json:"fixed_ips"`
+	// FixedIPv6s is the interface's IPv6 address on a dual-stack network
+	// (one with cidr_v6); absent otherwise.
+	FixedIPv6s []IPv6Info `json:"fixed_ipv6s,omitempty"`
+}
+
+// IPv6Info is one IPv6 address of an interface. Mode "slaac": the
+// instance makes it itself from the router advertisement of the
+// network's /64 and its MAC (EUI-64), so it is known in advance.
+type IPv6Info struct {
+	Address string `json:"address"`
+	CIDR    string `json:"cidr"`
+	Gateway string `json:"gateway,omitempty"`
+	Mode    string `json:"mode"`
 }
 
 // VIFNetwork is what a hypervisor needs of the interface's network.

@@ -48,6 +48,10 @@ type Config struct {
 	Gateway netip.Prefix
 	// RangeStart is the first address of the static range (dhcp_start).
 	RangeStart netip.Addr
+	// GatewayV6 is the bridge's IPv6 address with /64, zero for none:
+	// dnsmasq then also listens on it and sends router advertisements of
+	// its /64 for SLAAC (enable-ra, an ra-only dhcp-range).
+	GatewayV6 netip.Prefix
 	// DNS lists the DNS servers handed out; empty for none.
 	DNS []netip.Addr
 	// Domain is the DNS domain handed out; empty for none.
@@ -88,6 +92,7 @@ type Range struct {
 	Tag        string
 	Gateway    netip.Prefix
 	RangeStart netip.Addr
+	GatewayV6  netip.Prefix // zero for none; see Config.GatewayV6
 	DNS        []netip.Addr
 	MTU        int
 }
@@ -97,7 +102,7 @@ func (c Config) Tag() string { return "net-" + c.Name }
 
 // Ranges returns every range of c, the first network's first.
 func (c Config) Ranges() []Range {
-	first := Range{Tag: c.Tag(), Gateway: c.Gateway, RangeStart: c.RangeStart, DNS: c.DNS, MTU: c.MTU}
+	first := Range{Tag: c.Tag(), Gateway: c.Gateway, RangeStart: c.RangeStart, GatewayV6: c.GatewayV6, DNS: c.DNS, MTU: c.MTU}
 	return append([]Range{first}, c.Extra...)
 }
 
@@ -142,6 +147,17 @@ func (c Config) Validate() error {
 			}
 		}
 		subnets = append(subnets, r.Gateway.Masked())
+		if g := r.GatewayV6; g.IsValid() {
+			if !g.Addr().Is6() || g.Addr().Is4In6() || g.Bits() != 64 || g.Addr() == g.Masked().Addr() || g.Addr().IsLinkLocalUnicast() || g.Addr().IsMulticast() {
+				return bad("ipv6 gateway %v: want a global or unique-local IPv6 host address with /64 (SLAAC)", g)
+			}
+			for _, s := range subnets {
+				if s.Overlaps(g.Masked()) {
+					return bad("ipv6 gateway %v: its subnet overlaps %v", g, s)
+				}
+			}
+			subnets = append(subnets, g.Masked())
+		}
 		if !r.RangeStart.Is4() || !r.Gateway.Masked().Contains(r.RangeStart) {
 			return bad("range start %v not in %v", r.RangeStart, r.Gateway.Masked())
 		}
@@ -198,11 +214,18 @@ func RenderConfig(c Config) (string, error) {
 	}
 	p := c.Paths()
 	ranges := c.Ranges()
-	gws := make([]netip.Addr, len(ranges))
+	gws := make([]netip.Addr, 0, len(ranges))
 	leaseMax := 0
-	for i, r := range ranges {
-		gws[i] = r.Gateway.Addr()
+	ra := false
+	for _, r := range ranges {
+		gws = append(gws, r.Gateway.Addr())
 		leaseMax += 1 << (32 - r.Gateway.Bits())
+	}
+	for _, r := range ranges {
+		if r.GatewayV6.IsValid() {
+			gws = append(gws, r.GatewayV6.Addr())
+			ra = true
+		}
 	}
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -225,6 +248,16 @@ func RenderConfig(c Config) (string, error) {
 	for _, r := range ranges {
 		mask := net.IP(net.CIDRMask(r.Gateway.Bits(), 32)).String()
 		w("dhcp-range=set:%s,%s,static,%s,%ds", r.Tag, r.RangeStart, mask, int64(c.LeaseTime/time.Second))
+	}
+	if ra {
+		// Router advertisements of each IPv6 /64 for SLAAC: the
+		// instances make their addresses from their MACs (EUI-64).
+		w("enable-ra")
+		for _, r := range ranges {
+			if r.GatewayV6.IsValid() {
+				w("dhcp-range=set:%s,%s,ra-only,64,%ds", r.Tag, r.GatewayV6.Masked().Addr(), int64(c.LeaseTime/time.Second))
+			}
+		}
 	}
 	w("dhcp-lease-max=%d", leaseMax)
 	// Only the reserved clients: a VM reserved on another host (a

@@ -123,6 +123,48 @@ func TestRenderSharedBridgeGolden(t *testing.T) {
 	}
 }
 
+// TestRenderIPv6Golden is br100 shared by three networks of which the
+// first and the third have an IPv6 /64: router advertisements of both for
+// SLAAC, and dnsmasq listening on both IPv6 gateways.
+func TestRenderIPv6Golden(t *testing.T) {
+	c := sharedConfig()
+	c.Extra = slices.Clone(c.Extra)
+	c.GatewayV6 = netip.MustParsePrefix("fd00:1::1/64")
+	c.Extra[1].GatewayV6 = netip.MustParsePrefix("fd00:3::1/64")
+	conf, err := RenderConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "dnsmasq-ipv6.conf.golden", conf)
+
+	mut := map[string]func(*Config){
+		"v4 as v6":   func(c *Config) { c.GatewayV6 = netip.MustParsePrefix("10.1.0.1/24") },
+		"not /64":    func(c *Config) { c.GatewayV6 = netip.MustParsePrefix("fd00:1::1/80") },
+		"subnet":     func(c *Config) { c.GatewayV6 = netip.MustParsePrefix("fd00:1::/64") },
+		"overlap":    func(c *Config) { c.Extra[0].GatewayV6 = netip.MustParsePrefix("fd00:3::2/64") },
+		"mapped":     func(c *Config) { c.GatewayV6 = netip.MustParsePrefix("::ffff:10.1.0.1/64") },
+		"link local": func(c *Config) { c.GatewayV6 = netip.MustParsePrefix("fe80::1/64") },
+	}
+	for name, f := range mut {
+		c := c
+		c.Extra = slices.Clone(c.Extra)
+		f(&c)
+		if _, err := RenderConfig(c); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	if dnsmasq, err := exec.LookPath("dnsmasq"); err == nil {
+		// dnsmasq itself accepts the file.
+		f := filepath.Join(t.TempDir(), "dnsmasq.conf")
+		if err := os.WriteFile(f, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(dnsmasq, "--test", "--conf-file="+f).CombinedOutput(); err != nil {
+			t.Errorf("dnsmasq --test: %v\n%s", err, out)
+		}
+	}
+}
+
 func TestValidateRejects(t *testing.T) {
 	mut := map[string]func(*Config){
 		"name":        func(c *Config) { c.Name = "a b" },

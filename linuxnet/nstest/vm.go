@@ -128,6 +128,33 @@ func (v *VM) Addr(t *testing.T) string {
 	return ""
 }
 
+// AddrsV6 returns the VM's global IPv6 addresses on eth0 that are ready
+// to use (not tentative: duplicate address detection has passed).
+func (v *VM) AddrsV6(t *testing.T) []string {
+	var out []string
+	for _, l := range strings.Split(v.NS.Run(t, "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"), "\n") {
+		f := strings.Fields(l)
+		if slices.Contains(f, "tentative") || slices.Contains(f, "dadfailed") {
+			continue
+		}
+		for i, w := range f {
+			if w == "inet6" && i+1 < len(f) {
+				a, _, _ := strings.Cut(f[i+1], "/")
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// Ping6 reports whether the VM gets an answer from the IPv6 addr (two
+// tries, one second each) with busybox ping6.
+func (v *VM) Ping6(addr string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return v.NS.Command(ctx, "busybox", "ping6", "-c", "2", "-W", "1", addr).Run() == nil
+}
+
 // Lease returns what the last bound event got, one "key=value" a line.
 func (v *VM) Lease(t *testing.T) string {
 	t.Helper()
