@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -56,6 +57,11 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// ConvergeInterval: how often the whole host is converged; default 60s.
 	ConvergeInterval time.Duration
+	// ReconnectSpread: after a NATS reconnection the agent registers and
+	// converges after a random delay up to this long (at most half of
+	// ConvergeInterval), so that a fleet reconnecting at once does not
+	// ask at once; default 10s.
+	ReconnectSpread time.Duration
 }
 
 // Agent converges one host.
@@ -93,6 +99,10 @@ func New(cfg Config, log *zap.Logger, mgr Manager, drv hostnet.Driver, host Host
 	if cfg.ConvergeInterval <= 0 {
 		cfg.ConvergeInterval = time.Minute
 	}
+	if cfg.ReconnectSpread <= 0 {
+		cfg.ReconnectSpread = 10 * time.Second
+	}
+	cfg.ReconnectSpread = min(cfg.ReconnectSpread, cfg.ConvergeInterval/2)
 	st, err := newStore(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -362,8 +372,15 @@ func (a *Agent) logReport(what string, network int64, rep Report, err error) {
 // Run registers the host, serves the manager's requests on nc, converges
 // the host, then heartbeats and converges periodically, and after every
 // NATS reconnection, until ctx ends. The first registration and
-// convergence are retried until they succeed: a manager that is not up yet
-// is waited for.
+// convergence are retried at each heartbeat until they succeed: a manager
+// that is not up yet is waited for. Against storms: the timers are
+// jittered (±20%), so that agents started together spread out; a
+// heartbeat that fails does not make the next one converge in full (the
+// manager keeps the state, the periodic convergence repairs anything
+// missed); no heartbeat is sent while the connection is down (it would
+// wait in the reconnect buffer and go out with every other one at the
+// reconnection); and the convergence after a reconnection waits a random
+// part of ReconnectSpread.
 func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	svc, err := a.Serve(ctx, nc)
 	if err != nil {
@@ -376,10 +393,13 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	reconnected := nc.StatusChanged(nats.CONNECTED)
 	defer nc.RemoveStatusListener(reconnected)
 
-	heartbeat := time.NewTicker(a.cfg.HeartbeatInterval)
+	heartbeat := time.NewTimer(jitter(a.cfg.HeartbeatInterval))
 	defer heartbeat.Stop()
-	converge := time.NewTicker(a.cfg.ConvergeInterval)
+	converge := time.NewTimer(jitter(a.cfg.ConvergeInterval))
 	defer converge.Stop()
+	resync := time.NewTimer(time.Hour)
+	resync.Stop()
+	defer resync.Stop()
 
 	registered := false
 	tryRegister := func() {
@@ -407,22 +427,33 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 		case <-ctx.Done():
 			return nil
 		case <-heartbeat.C:
-			was := registered
+			heartbeat.Reset(jitter(a.cfg.HeartbeatInterval))
+			if !nc.IsConnected() {
+				continue // the reconnection registers
+			}
 			tryRegister()
-			if registered && (!was || !a.isSynced()) {
+			if registered && !a.isSynced() {
 				tryConverge("start")
 			}
 		case <-converge.C:
+			converge.Reset(jitter(a.cfg.ConvergeInterval))
 			if registered {
 				tryConverge("periodic")
 			}
 		case <-reconnected:
+			resync.Reset(rand.N(a.cfg.ReconnectSpread) + time.Millisecond)
+		case <-resync.C:
 			tryRegister()
 			if registered {
 				tryConverge("reconnect")
 			}
 		}
 	}
+}
+
+// jitter is d give or take up to 20%, at random.
+func jitter(d time.Duration) time.Duration {
+	return d*4/5 + rand.N(d*2/5+1)
 }
 
 func (a *Agent) isSynced() bool {
