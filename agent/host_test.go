@@ -14,7 +14,9 @@ import (
 
 type nopBinder struct{}
 
-func (nopBinder) Ensure(context.Context, map[string][]netip.Prefix) ([]string, error) { return nil, nil }
+func (nopBinder) Ensure(context.Context, map[string][]netip.Prefix) ([]string, error) {
+	return nil, nil
+}
 
 // An agent that manages IPv4 only (--ipv6=false) and serves a dual-stack
 // VLAN network beside another project's network still applies every IPv4
