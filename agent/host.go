@@ -72,9 +72,13 @@ func (h *KernelHost) Apply(ctx context.Context, nets []hostnet.Network, fips []r
 	if err != nil {
 		return nil, errors.Join(badIPs, err)
 	}
-	if err := rs.SetRules(h.fw, h.fams...); err != nil {
-		return nil, errors.Join(badIPs, err)
+	// Rules of a family the host does not manage (--ipv6=false with a
+	// dual-stack network) are left out and reported; the rest is applied.
+	leftOut := rs.SetRules(h.fw, h.fams...)
+	if leftOut != nil && !errors.Is(leftOut, hostnet.ErrFamilyNotManaged) {
+		return nil, errors.Join(badIPs, leftOut)
 	}
+	badIPs = errors.Join(badIPs, leftOut)
 	if err := h.fw.Apply(ctx); err != nil {
 		h.last = nil
 		return nil, errors.Join(badIPs, fmt.Errorf("firewall: %w", err))

@@ -256,6 +256,21 @@ func (c *Client) DeleteNetwork(ctx context.Context, ref string) (rpc.Network, er
 	return n, err
 }
 
+// StopNetwork stops a network: its hosts tear it down, its addresses stay
+// allocated.
+func (c *Client) StopNetwork(ctx context.Context, ref string) (rpc.Network, error) {
+	var n rpc.Network
+	err := c.Call(ctx, rpc.MethodStopNetwork, rpc.NetworkRef{Network: ref}, &n)
+	return n, err
+}
+
+// StartNetwork starts a stopped network again.
+func (c *Client) StartNetwork(ctx context.Context, ref string) (rpc.Network, error) {
+	var n rpc.Network
+	err := c.Call(ctx, rpc.MethodStartNetwork, rpc.NetworkRef{Network: ref}, &n)
+	return n, err
+}
+
 // AllocateForInstance gives an instance its network; retrying it returns
 // the same interfaces.
 func (c *Client) AllocateForInstance(ctx context.Context, req rpc.AllocateForInstanceRequest) (rpc.NetworkInfo, error) {

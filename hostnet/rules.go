@@ -2,6 +2,7 @@ package hostnet
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -50,19 +51,28 @@ func (rs Ruleset) Keys() []ChainKey {
 	})
 }
 
+// ErrFamilyNotManaged is wrapped by SetRules' error for rules of a family
+// the manager does not manage (an agent started with --ipv6=false serving a
+// dual-stack network): those rules are left out and reported, the other
+// families are still set.
+var ErrFamilyNotManaged = errors.New("the family is not managed")
+
 // SetRules sets every chain of rs for the families fams on m (none given:
 // IPv4 and IPv6; m must manage them), chains without rules included, so
-// that rules of removed networks go. A family left out must have no rules
-// (an IPv4-only manager cannot take IPv6 networks). Call m.Apply
-// afterwards.
+// that rules of removed networks go. Rules of a family left out are not
+// set: the error wraps ErrFamilyNotManaged and names the chains, and every
+// chain of the managed families is set all the same, so that what cannot be
+// applied never blocks the rest (IPv4 isolation included). Any other error
+// stops at once. Call m.Apply afterwards.
 func (rs Ruleset) SetRules(m *iptables.Manager, fams ...iptables.Family) error {
 	if fams == nil {
 		fams = []iptables.Family{iptables.IPv4, iptables.IPv6}
 	}
+	var skipped []error
 	for _, k := range rs.Keys() {
 		if !slices.Contains(fams, k.Family) {
 			if n := len(rs[k]) - len(baseRules(k)); n > 0 {
-				return fmt.Errorf("firewall: %s: %d rules but the family is not managed", k, n)
+				skipped = append(skipped, fmt.Errorf("firewall: %s: %d rules left out: %w", k, n, ErrFamilyNotManaged))
 			}
 			continue
 		}
@@ -70,7 +80,7 @@ func (rs Ruleset) SetRules(m *iptables.Manager, fams ...iptables.Family) error {
 			return fmt.Errorf("firewall: %s: %w", k, err)
 		}
 	}
-	return nil
+	return errors.Join(skipped...)
 }
 
 // Family is the iptables family of a.

@@ -169,16 +169,28 @@ func TestRulesRemoveClears(t *testing.T) {
 }
 
 func TestRulesIPv6NeedsFamily(t *testing.T) {
-	rs, err := rules(hostCfg("flatdhcp"), []rpc.HostNetwork{network(4, "br104", "fd00:4::/64", "fd00:4::1", 0)}, nil)
+	// A dual-stack network on an agent that manages IPv4 only: its IPv6
+	// rules are left out and reported, its IPv4 ones applied.
+	n := network(4, "br104", "10.0.4.0/24", "10.0.4.1", 0)
+	n.CIDRv6, n.GatewayV6 = "fd00:4::/64", "fd00:4::1"
+	rs, err := rules(hostCfg("flatdhcp"), []rpc.HostNetwork{n}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _, err := iptables.NewFake(iptables.Config{Binary: "nova-network", Families: []iptables.Family{iptables.IPv4}})
+	m, fake, err := iptables.NewFake(iptables.Config{Binary: "nova-network", Families: []iptables.Family{iptables.IPv4}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rs.SetRules(m, iptables.IPv4); err == nil || !strings.Contains(err.Error(), "ipv6") {
-		t.Errorf("SetRules with IPv6 rules on an IPv4 manager = %v, want an error naming ipv6", err)
+	err = rs.SetRules(m, iptables.IPv4)
+	if !errors.Is(err, hostnet.ErrFamilyNotManaged) || !strings.Contains(err.Error(), "ipv6") {
+		t.Errorf("SetRules with IPv6 rules on an IPv4 manager = %v, want ErrFamilyNotManaged naming ipv6", err)
+	}
+	// The IPv4 rules of the dual-stack network are set all the same.
+	if err := m.Apply(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if save := fake.Save(iptables.IPv4); !strings.Contains(save, "-i br104 -j ACCEPT") {
+		t.Errorf("IPv4 rules not applied beside the left-out IPv6 ones:\n%s", save)
 	}
 }
 

@@ -175,7 +175,8 @@ func (m *Manager) ListHosts(ctx context.Context, req rpc.ListHostsRequest) (rpc.
 // there to report it): multi-host networks it serves, and single-host
 // networks served by another host, of which it only carries layer 2
 // (hostLayer2Only), as nova-network plugged every compute host into the
-// network's VLAN. Both come from indexes on the host (networks_host_idx,
+// network's VLAN. A stopped network (stop_network) is left out by
+// hostStateNetworksSQL and hostFloatingSQL. Both come from indexes on the host (networks_host_idx,
 // fixed_ips_host_idx): it reads the host's rows, not the cloud's.
 const hostNetworksSQL = `
 	SELECT id FROM networks WHERE host = $1 AND NOT multi_host
@@ -223,7 +224,7 @@ var hostStateNetworksSQL = `
 			ELSE ` + dhcpHostsSQL(`f.network_id = n.id AND f.allocated`) + ` END, '[]'),
 		` + hostLayer2Only + `
 	FROM networks n
-	WHERE n.id IN (` + hostNetworksSQL + `) AND ($2 = 0 OR n.id = $2)
+	WHERE n.id IN (` + hostNetworksSQL + `) AND NOT n.stopped AND ($2 = 0 OR n.id = $2)
 	ORDER BY n.id`
 
 // hostFloatingSQL lists the floating IPs a host ($1) NATs: those of the
@@ -241,13 +242,13 @@ var hostFloatingSQL = `
 			WHERE f.network_id = n.id AND f.allocated OFFSET 0) f
 		CROSS JOIN LATERAL (SELECT fl.address, coalesce(fl.interface, '') AS iface FROM floating_ips fl
 			WHERE fl.fixed_ip_id = f.id OFFSET 0) fl
-		WHERE n.host = $1 AND NOT n.multi_host
+		WHERE n.host = $1 AND NOT n.multi_host AND NOT n.stopped
 		UNION ALL
 		SELECT fl.address, host(f.address), fl.iface, f.network_id
 		FROM fixed_ips f JOIN networks n ON n.id = f.network_id
 		CROSS JOIN LATERAL (SELECT fl.address, coalesce(fl.interface, '') AS iface FROM floating_ips fl
 			WHERE fl.fixed_ip_id = f.id OFFSET 0) fl
-		WHERE f.host = $1 AND f.instance_uuid IS NOT NULL AND ` + allocatedOnHost + ` AND n.multi_host) x
+		WHERE f.host = $1 AND f.instance_uuid IS NOT NULL AND ` + allocatedOnHost + ` AND n.multi_host AND NOT n.stopped) x
 	ORDER BY a`
 
 // hostStateSettings is run first in HostState's transaction. The planner

@@ -170,6 +170,8 @@ func (m *Manager) handlers() map[string]handlerFunc {
 		rpc.MethodGetAllNetworks: m.handleGetAllNetworks,
 		rpc.MethodGetNetwork:     m.handleGetNetwork,
 		rpc.MethodDeleteNetwork:  m.handleDeleteNetwork,
+		rpc.MethodStopNetwork:    m.handleSetNetworkStopped(true),
+		rpc.MethodStartNetwork:   m.handleSetNetworkStopped(false),
 
 		rpc.MethodAllocateForInstance:       decoding(m.AllocateForInstance),
 		rpc.MethodDeallocateForInstance:     m.handleDeallocateForInstance,

@@ -403,7 +403,7 @@ const networkColumns = `n.id, n.uuid::text, n.label, n.cidr::text, coalesce(n.ci
 	coalesce(host(n.dns2), ''), coalesce(n.vlan, 0), coalesce(n.bridge, ''), coalesce(n.bridge_interface, ''),
 	n.multi_host, coalesce(n.project_id, ''), coalesce(n.host, ''), coalesce(host(n.vpn_public_address), ''),
 	coalesce(n.vpn_public_port, 0), coalesce(host(n.vpn_private_address), ''), coalesce(n.mtu, 0),
-	n.enable_dhcp, n.share_address, n.priority, n.created_at,
+	n.enable_dhcp, n.share_address, n.priority, n.stopped, n.created_at,
 	f.total, f.reserved, f.in_use`
 
 // fixedIPCounts reads a network's counts from network_counts, which the
@@ -420,7 +420,7 @@ func scanNetwork(row pgx.Row) (rpc.Network, error) {
 	err := row.Scan(&n.ID, &n.UUID, &n.Label, &n.CIDR, &n.CIDRv6, &n.Netmask, &n.Gateway, &n.GatewayV6,
 		&n.Broadcast, &n.DHCPStart, &n.DHCPServer, &n.DNS1, &n.DNS2, &n.VLAN, &n.Bridge, &n.BridgeInterface,
 		&n.MultiHost, &n.ProjectID, &n.Host, &n.VPNPublicAddress, &n.VPNPublicPort, &n.VPNPrivateAddress,
-		&n.MTU, &n.EnableDHCP, &n.ShareAddress, &n.Priority, &created,
+		&n.MTU, &n.EnableDHCP, &n.ShareAddress, &n.Priority, &n.Stopped, &created,
 		&n.FixedIPs.Total, &n.FixedIPs.Reserved, &n.FixedIPs.InUse)
 	n.FixedIPs.Free = n.FixedIPs.Total - n.FixedIPs.Reserved - n.FixedIPs.InUse
 	n.CreatedAt = created.UTC().Format(time.RFC3339)

@@ -279,6 +279,8 @@ func TestPermissionMatrix(t *testing.T) {
 		{"compute", req, m(rpc.MethodAssociateFloatingIP), "", true},
 		{"compute", req, m(rpc.MethodAllocateFloatingIP), "", true},
 		{"compute", pub, m(rpc.MethodCreateNetworks), "", false},
+		{"compute", pub, m(rpc.MethodStopNetwork), "", false},
+		{"compute", pub, m(rpc.MethodStartNetwork), "", false},
 		{"compute", pub, m(rpc.MethodGetAllNetworks), "", false},
 		{"compute", pub, m(rpc.MethodQuotaSet), "", false},
 		{"compute", pub, m(rpc.MethodCreateFloatingIPs), "", false},
@@ -297,6 +299,8 @@ func TestPermissionMatrix(t *testing.T) {
 		// nothing.
 		{"operator", req, m(rpc.MethodCreateNetworks), "", true},
 		{"operator", req, m(rpc.MethodGetAllNetworks), "", true},
+		{"operator", req, m(rpc.MethodStopNetwork), "", true},
+		{"operator", req, m(rpc.MethodStartNetwork), "", true},
 		{"operator", req, m(rpc.MethodQuotaSet), "", true},
 		{"operator", req, m(rpc.MethodListHosts), "", true},
 		{"operator", req, hm("hv-a", rpc.MethodGetHostState), "", true},

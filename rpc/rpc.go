@@ -32,6 +32,8 @@ const (
 	MethodGetAllNetworks = "get_all_networks"
 	MethodGetNetwork     = "get_network"
 	MethodDeleteNetwork  = "delete_network"
+	MethodStopNetwork    = "stop_network"
+	MethodStartNetwork   = "start_network"
 )
 
 // ManagerMethods lists every manager method served on
@@ -39,6 +41,7 @@ const (
 // are served per host.
 var ManagerMethods = []string{
 	MethodCreateNetworks, MethodGetAllNetworks, MethodGetNetwork, MethodDeleteNetwork,
+	MethodStopNetwork, MethodStartNetwork,
 	MethodAllocateForInstance, MethodDeallocateForInstance, MethodAddFixedIPToInstance,
 	MethodRemoveFixedIPFromInstance, MethodGetInstanceNWInfo, MethodLeaseFixedIP, MethodReleaseFixedIP,
 	MethodGetFixedIPByAddress, MethodGetFixedIPsByInstance, MethodListFixedIPs,
@@ -236,34 +239,37 @@ type CreateNetworksRequest struct {
 // Network is a network as the manager reports it. Optional values are
 // omitted when unset.
 type Network struct {
-	ID                int64         `json:"id"`
-	UUID              string        `json:"uuid"`
-	Label             string        `json:"label"`
-	CIDR              string        `json:"cidr"`
-	CIDRv6            string        `json:"cidr_v6,omitempty"`
-	Netmask           string        `json:"netmask"`
-	Gateway           string        `json:"gateway,omitempty"`
-	GatewayV6         string        `json:"gateway_v6,omitempty"`
-	Broadcast         string        `json:"broadcast"`
-	DHCPStart         string        `json:"dhcp_start,omitempty"`
-	DHCPServer        string        `json:"dhcp_server,omitempty"`
-	DNS1              string        `json:"dns1,omitempty"`
-	DNS2              string        `json:"dns2,omitempty"`
-	VLAN              int           `json:"vlan,omitempty"`
-	Bridge            string        `json:"bridge,omitempty"`
-	BridgeInterface   string        `json:"bridge_interface,omitempty"`
-	MultiHost         bool          `json:"multi_host"`
-	ProjectID         string        `json:"project_id,omitempty"`
-	Host              string        `json:"host,omitempty"`
-	VPNPublicAddress  string        `json:"vpn_public_address,omitempty"`
-	VPNPublicPort     int           `json:"vpn_public_port,omitempty"`
-	VPNPrivateAddress string        `json:"vpn_private_address,omitempty"`
-	MTU               int           `json:"mtu,omitempty"`
-	EnableDHCP        bool          `json:"enable_dhcp"`
-	ShareAddress      bool          `json:"share_address"`
-	Priority          *int          `json:"priority,omitempty"`
-	FixedIPs          FixedIPCounts `json:"fixed_ips"`
-	CreatedAt         string        `json:"created_at"`
+	ID                int64  `json:"id"`
+	UUID              string `json:"uuid"`
+	Label             string `json:"label"`
+	CIDR              string `json:"cidr"`
+	CIDRv6            string `json:"cidr_v6,omitempty"`
+	Netmask           string `json:"netmask"`
+	Gateway           string `json:"gateway,omitempty"`
+	GatewayV6         string `json:"gateway_v6,omitempty"`
+	Broadcast         string `json:"broadcast"`
+	DHCPStart         string `json:"dhcp_start,omitempty"`
+	DHCPServer        string `json:"dhcp_server,omitempty"`
+	DNS1              string `json:"dns1,omitempty"`
+	DNS2              string `json:"dns2,omitempty"`
+	VLAN              int    `json:"vlan,omitempty"`
+	Bridge            string `json:"bridge,omitempty"`
+	BridgeInterface   string `json:"bridge_interface,omitempty"`
+	MultiHost         bool   `json:"multi_host"`
+	ProjectID         string `json:"project_id,omitempty"`
+	Host              string `json:"host,omitempty"`
+	VPNPublicAddress  string `json:"vpn_public_address,omitempty"`
+	VPNPublicPort     int    `json:"vpn_public_port,omitempty"`
+	VPNPrivateAddress string `json:"vpn_private_address,omitempty"`
+	MTU               int    `json:"mtu,omitempty"`
+	EnableDHCP        bool   `json:"enable_dhcp"`
+	ShareAddress      bool   `json:"share_address"`
+	Priority          *int   `json:"priority,omitempty"`
+	// Stopped is set by stop_network: no host has the network until
+	// start_network; its addresses stay allocated.
+	Stopped   bool          `json:"stopped"`
+	FixedIPs  FixedIPCounts `json:"fixed_ips"`
+	CreatedAt string        `json:"created_at"`
 }
 
 // FixedIPCounts summarises a network's fixed addresses.

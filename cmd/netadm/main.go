@@ -163,9 +163,10 @@ Exit status: 0 on success, 1 when the manager refuses or fails the request,
 func newNetworkCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "network",
-		Short: "Create, list, show and delete fixed networks",
+		Short: "Create, list, show, stop, start and delete fixed networks",
 	}
-	cmd.AddCommand(newNetworkCreateCmd(a), newNetworkListCmd(a), newNetworkShowCmd(a), newNetworkDeleteCmd(a))
+	cmd.AddCommand(newNetworkCreateCmd(a), newNetworkListCmd(a), newNetworkShowCmd(a), newNetworkDeleteCmd(a),
+		newNetworkStopCmd(a), newNetworkStartCmd(a))
 	return cmd
 }
 
@@ -396,7 +397,7 @@ func (a *app) printNetwork(n rpc.Network) error {
 		{"host", dash(n.Host)}, {"vpn_public", dash(n.VPNPublicAddress) + ":" + dashInt(n.VPNPublicPort)},
 		{"vpn_private_address", dash(n.VPNPrivateAddress)}, {"mtu", dashInt(n.MTU)},
 		{"enable_dhcp", strconv.FormatBool(n.EnableDHCP)}, {"share_address", strconv.FormatBool(n.ShareAddress)},
-		{"priority", prio}, {"created_at", n.CreatedAt},
+		{"priority", prio}, {"stopped", strconv.FormatBool(n.Stopped)}, {"created_at", n.CreatedAt},
 		{"fixed_ips", fmt.Sprintf("%d total, %d reserved, %d in use, %d free",
 			n.FixedIPs.Total, n.FixedIPs.Reserved, n.FixedIPs.InUse, n.FixedIPs.Free)},
 	} {
@@ -485,4 +486,53 @@ func (a *app) printFixedIPs(ips []rpc.FixedIP) error {
 			yesNo(f.Allocated), yesNo(f.Leased), yesNo(f.Reserved))
 	}
 	return t.flush()
+}
+
+func newNetworkStopCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "stop NETWORK",
+		Short: "Stop a network: its hosts tear it down, its addresses stay allocated",
+		Long: `Stop a network, as virsh net-destroy does: every host that has it removes its
+bridge (and VLAN or VXLAN link), its dnsmasq and its firewall rules and
+floating IP NAT, when the manager tells it or at its next convergence. The
+network keeps its addresses, its instances' interfaces and its host, and
+addresses can still be allocated on it; "network start" brings it back.
+Stopping a stopped network changes nothing. network show says "stopped".`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			n, err := c.StopNetwork(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(n)
+			}
+			printf(a.stdout, "stopped network %s %s (%s)\n", n.Label, n.CIDR, n.UUID)
+			return nil
+		}),
+	}
+}
+
+func newNetworkStartCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "start NETWORK",
+		Short: "Start a stopped network: its hosts set it up again",
+		Long: `Start a network stopped by "network stop": the hosts that serve it, and the
+hosts of its instances, set it up again (bridge, dnsmasq with the
+instances' reservations, firewall rules, floating IPs) when the manager
+tells them or at their next convergence. Starting a started network
+changes nothing.`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			n, err := c.StartNetwork(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(n)
+			}
+			printf(a.stdout, "started network %s %s (%s)\n", n.Label, n.CIDR, n.UUID)
+			return nil
+		}),
+	}
 }

@@ -437,6 +437,8 @@ func FuzzArgs(f *testing.F) {
 	f.Add("quota\x00set\x00p1\x00--floating-ips\x00-1")
 	f.Add("quota\x00set\x00p1\x00--floating-ips\x00unlimited")
 	f.Add("quota\x00show\x00p1")
+	f.Add("network\x00stop\x00web\x00-o\x00json")
+	f.Add("network\x00start\x00web")
 	f.Add("instance\x00allocate\x0011111111-2222-3333-4444-555555555555\x00--project\x00p\x00--network\x00n=10.0.0.2\x00--mac\x0002:00:00:00:00:01")
 	f.Add("instance\x00add-fixed\x0011111111-2222-3333-4444-555555555555\x00n\x00--address\x0010.0.0.3")
 	f.Add("instance\x00remove-fixed\x0011111111-2222-3333-4444-555555555555\x0010.0.0.3\x00-o\x00json")
@@ -698,5 +700,32 @@ func TestInstanceCommands(t *testing.T) {
 	}
 	if code, _, errs := netadm(t, env, "instance", "show", "not-a-uuid"); code != 1 || !strings.Contains(errs, "invalid_argument:") {
 		t.Errorf("show bad uuid: %d %q", code, errs)
+	}
+}
+
+func TestNetworkStopStartCommands(t *testing.T) {
+	env := testenv.Start(t, manager.ModeFlatDHCP)
+	createJSON(t, env, "10.0.0.0/28", "1", "16", "--label", "web")
+	if out := mustNetadm(t, env, "network", "stop", "web"); !regexp.MustCompile(`^stopped network web 10\.0\.0\.0/28 \(\S{36}\)\n$`).MatchString(out) {
+		t.Errorf("stop printed %q", out)
+	}
+	if out := mustNetadm(t, env, "network", "show", "web"); !regexp.MustCompile(`(?m)^stopped +true$`).MatchString(out) {
+		t.Errorf("show after stop:\n%s", out)
+	}
+	var n rpc.Network
+	if err := json.Unmarshal([]byte(mustNetadm(t, env, "-o", "json", "network", "start", "web")), &n); err != nil || n.Stopped || n.Label != "web" {
+		t.Errorf("start -o json: %+v (%v)", n, err)
+	}
+	if err := json.Unmarshal([]byte(mustNetadm(t, env, "-o", "json", "network", "stop", "web")), &n); err != nil || !n.Stopped {
+		t.Errorf("stop -o json: %+v (%v)", n, err)
+	}
+	if out := mustNetadm(t, env, "network", "start", "web"); !strings.HasPrefix(out, "started network web 10.0.0.0/28 (") {
+		t.Errorf("start printed %q", out)
+	}
+	if code, _, errs := netadm(t, env, "network", "stop", "nope"); code != 1 || !strings.Contains(errs, "not_found:") {
+		t.Errorf("stop unknown: %d %q", code, errs)
+	}
+	if code, _, _ := netadm(t, env, "network", "start"); code != 2 {
+		t.Errorf("start without a network: exit %d, want 2", code)
 	}
 }
