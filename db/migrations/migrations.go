@@ -19,7 +19,7 @@ import (
 var files embed.FS
 
 // Version is the schema version the migrations in this binary end at.
-const Version = 9
+const Version = 10
 
 // Status describes the schema version a database is at.
 type Status struct {
