@@ -1,8 +1,13 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +29,47 @@ type sharedVM struct {
 func (s sharedVM) addr() string    { return s.vif.FixedIPs[0].Address }
 func (s sharedVM) gateway() string { return s.vif.FixedIPs[0].Gateway }
 
-// TestSharedBridge follows the README's First steps on a flatdhcp host:
+var (
+	netadmOnce sync.Once
+	netadmPath string
+	netadmErr  error
+)
+
+// netadm runs the real netadm binary, as an operator types it, against the
+// env's bus (with a HOME of its own, so no operator seed of this machine is
+// picked up), and returns its standard output.
+func netadm(t *testing.T, env *testenv.Env, args ...string) []byte {
+	t.Helper()
+	netadmOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "novanet-e2e-netadm-")
+		if err != nil {
+			netadmErr = err
+			return
+		}
+		netadmPath = filepath.Join(dir, "netadm")
+		if out, err := exec.Command("go", "build", "-o", netadmPath, "novanet/cmd/netadm").CombinedOutput(); err != nil {
+			netadmErr = fmt.Errorf("go build netadm: %v\n%s", err, out)
+		}
+	})
+	if netadmErr != nil {
+		t.Fatal(netadmErr)
+	}
+	cmd := exec.Command(netadmPath, append([]string{"--nats-url", env.NATSURL}, args...)...)
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	var stderr []byte
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		stderr = ee.Stderr
+	}
+	if err != nil {
+		t.Fatalf("netadm %v: %v\n%s%s", args, err, out, stderr)
+	}
+	return out
+}
+
+// TestSharedBridge follows the README's First steps on a flatdhcp host, with
+// the real netadm binary for the operator's steps (network create, instance
+// allocate and deallocate, network delete):
 // three flat networks, all on br100 (netadm network create 10.0.0.0/8 3
 // 16). A VM on each gets its address by DHCP from the bridge's one dnsmasq
 // and pings its gateway; deleting one network leaves the others' VMs
@@ -39,9 +84,14 @@ func TestSharedBridge(t *testing.T) {
 	ag.start()
 	ag.waitRegistered()
 
-	nets, err := env.Client.CreateNetworks(ctx, rpc.CreateNetworksRequest{CIDR: "10.0.0.0/8", NumNetworks: 3, NetworkSize: 16})
-	if err != nil {
-		t.Fatal(err)
+	// The operator's steps are the README's, with the real netadm.
+	var created rpc.NetworksReply
+	if err := json.Unmarshal(netadm(t, env, "-o", "json", "network", "create", "10.0.0.0/8", "3", "16"), &created); err != nil {
+		t.Fatalf("netadm -o json network create: %v", err)
+	}
+	nets := created.Networks
+	if len(nets) != 3 {
+		t.Fatalf("network create made %d networks, want 3", len(nets))
 	}
 	for _, n := range nets {
 		if n.Bridge != "br100" {
@@ -52,9 +102,9 @@ func TestSharedBridge(t *testing.T) {
 	for i, n := range nets {
 		inst := uuid.NewString()
 		var info rpc.NetworkInfo
-		if err := env.Client.Call(ctx, rpc.MethodAllocateForInstance, rpc.AllocateForInstanceRequest{InstanceUUID: inst,
-			ProjectID: "p1", Host: "hv1", RequestedNetworks: []rpc.RequestedNetwork{{Network: fmt.Sprint(n.ID)}}}, &info); err != nil {
-			t.Fatal(err)
+		if err := json.Unmarshal(netadm(t, env, "-o", "json", "instance", "allocate", inst, "--project", "p1",
+			"--host", "hv1", "--network", n.Label), &info); err != nil {
+			t.Fatalf("netadm -o json instance allocate: %v", err)
 		}
 		if len(info.VIFs) != 1 || len(info.VIFs[0].FixedIPs) != 1 {
 			t.Fatalf("allocate on network %d: %+v, want one interface with one address", n.ID, info)
@@ -79,17 +129,13 @@ func TestSharedBridge(t *testing.T) {
 
 	// The last network goes: its instance, its address, then the network.
 	gone := vms[2]
-	if err := env.Client.Call(ctx, rpc.MethodDeallocateForInstance, rpc.InstanceRequest{InstanceUUID: gone.inst}, nil); err != nil {
-		t.Fatal(err)
-	}
+	netadm(t, env, "instance", "deallocate", gone.inst)
 	gone.vm.StopDHCP()
 	nstest.Eventually(t, 30*time.Second, gone.addr()+" free after the DHCP release", func() bool {
 		f := fixedIP(t, env, gone.addr())
 		return f.InstanceUUID == "" && !f.Allocated
 	})
-	if _, err := env.Client.DeleteNetwork(ctx, fmt.Sprint(gone.vif.Network.ID)); err != nil {
-		t.Fatal(err)
-	}
+	netadm(t, env, "network", "delete", gone.vif.Network.Label)
 	nstest.Eventually(t, 30*time.Second, "the deleted network's range gone from br100's dnsmasq", func() bool {
 		return !slices.Contains(hostsFileMACs(ag, "br100"), gone.vif.MAC)
 	})
