@@ -3,85 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"novanet/internal/pgtest"
+	"novanet/internal/testcerts"
 )
-
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue signs a server certificate for the DNS names, and returns it and
-// its key as PEM.
-func (ca *testCA) issue(t *testing.T, names ...string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
 
 // TestDatabaseVerifyFull runs the manager against a PostgreSQL server that
 // accepts TCP connections over TLS only, with a certificate for localhost
@@ -89,19 +19,20 @@ func (ca *testCA) issue(t *testing.T, names ...string) (certPEM, keyPEM []byte) 
 // it migrates, serves and is ready over TLS; a host name the certificate
 // does not name, another CA, or no TLS at all is refused.
 func TestDatabaseVerifyFull(t *testing.T) {
-	ca, other := newTestCA(t, "novanet test CA"), newTestCA(t, "some other CA")
-	certPEM, keyPEM := ca.issue(t, "localhost")
+	ca, other := testcerts.NewCA(t, "novanet-test"), testcerts.NewCA(t, "some-other")
+	caFile, otherFile := ca.File, other.File
+	certFile, keyFile := ca.IssueServer(t, "localhost")
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := pgtest.StartTCP(t, pgtest.Options{TLSCertPEM: certPEM, TLSKeyPEM: keyPEM})
 	ctx := context.Background()
 	if _, err := s.CreateDatabase(ctx, "novanet_tls"); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	caFile, otherFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "other.pem")
-	if err := os.WriteFile(caFile, ca.pem, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(otherFile, other.pem, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dbURL := func(host, mode, rootCert string) string {
