@@ -42,32 +42,39 @@ var ctx = context.Background()
 
 const chainPrefix = "nn-e2e"
 
+// binaries are the commands built for this test binary, by name.
 var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	binMu    sync.Mutex
+	binPaths = map[string]string{}
+	binDir   string
 )
 
-// networkHost builds cmd/network-host once per test binary.
-func networkHost(t *testing.T) string {
+// binary builds novanet/cmd/<name> once per test binary and returns its
+// path.
+func binary(t *testing.T, name string) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	binMu.Lock()
+	defer binMu.Unlock()
+	if p, ok := binPaths[name]; ok {
+		return p
+	}
+	if binDir == "" {
 		dir, err := os.MkdirTemp("", "novanet-e2e-bin-")
 		if err != nil {
-			buildErr = err
-			return
+			t.Fatal(err)
 		}
-		binPath = filepath.Join(dir, "network-host")
-		out, err := exec.Command("go", "build", "-o", binPath, "novanet/cmd/network-host").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build network-host: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+		binDir = dir
 	}
-	return binPath
+	p := filepath.Join(binDir, name)
+	if out, err := exec.Command("go", "build", "-o", p, "novanet/cmd/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
+	}
+	binPaths[name] = p
+	return p
 }
+
+// networkHost builds cmd/network-host once per test binary.
+func networkHost(t *testing.T) string { return binary(t, "network-host") }
 
 // agent is a network-host process programming the namespace hv.
 type agent struct {

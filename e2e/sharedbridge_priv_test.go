@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,32 +27,12 @@ type sharedVM struct {
 func (s sharedVM) addr() string    { return s.vif.FixedIPs[0].Address }
 func (s sharedVM) gateway() string { return s.vif.FixedIPs[0].Gateway }
 
-var (
-	netadmOnce sync.Once
-	netadmPath string
-	netadmErr  error
-)
-
 // netadm runs the real netadm binary, as an operator types it, against the
 // env's bus (with a HOME of its own, so no operator seed of this machine is
 // picked up), and returns its standard output.
 func netadm(t *testing.T, env *testenv.Env, args ...string) []byte {
 	t.Helper()
-	netadmOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "novanet-e2e-netadm-")
-		if err != nil {
-			netadmErr = err
-			return
-		}
-		netadmPath = filepath.Join(dir, "netadm")
-		if out, err := exec.Command("go", "build", "-o", netadmPath, "novanet/cmd/netadm").CombinedOutput(); err != nil {
-			netadmErr = fmt.Errorf("go build netadm: %v\n%s", err, out)
-		}
-	})
-	if netadmErr != nil {
-		t.Fatal(netadmErr)
-	}
-	cmd := exec.Command(netadmPath, append([]string{"--nats-url", env.NATSURL}, args...)...)
+	cmd := exec.Command(binary(t, "netadm"), append([]string{"--nats-url", env.NATSURL}, args...)...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	var stderr []byte
 	out, err := cmd.Output()
